@@ -1,0 +1,8 @@
+"""``python -m avader``: the same command as ``avader``."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

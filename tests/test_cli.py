@@ -1,0 +1,35 @@
+"""The avader command: help, info, one-line errors, python -m."""
+
+import subprocess
+import sys
+
+import pytest
+
+from avader.cli import build_parser, main
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "info" in out and "examples:" in out
+
+
+def test_every_subcommand_has_help_with_examples(capsys):
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    for name, sub in commands.items():
+        text = sub.format_help()
+        assert "example" in text, f"avader {name} --help has no example"
+
+
+def test_info_prints_versions(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "TensorFlow" in out and "Keras 3" in out and "threads" in out and "GPUs" in out
+
+
+def test_python_m_avader_help():
+    result = subprocess.run([sys.executable, "-m", "avader", "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "usage: avader" in result.stdout
