@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from . import paths
 from .errors import AvaderError
 
 __all__ = ["main", "build_parser"]
@@ -81,6 +82,126 @@ def cmd_info(args):
 
 
 cmd_info.arguments = _info_args
+
+
+# ---------------------------------------------------------------- simulate
+def _simulate_args(p):
+    p.add_argument("--n", type=int, required=True, help="number of galaxies (or blends)")
+    p.add_argument("--size", type=int, default=64, help="pixels per side (default 64)")
+    p.add_argument("--seed", type=int, default=0, help="catalogue seed; image i depends only on (seed, i)")
+    p.add_argument("--out", type=Path, required=True, help="GalaxySet file to write")
+    p.add_argument("--workers", type=int, help="processes (default: all cores)")
+    p.add_argument("--shard", help="k/n: render only the k-th of n contiguous blocks of ids")
+    p.add_argument("--blends", action="store_true", help="blend set: 2-3 overlapping galaxies with their components")
+    p.add_argument("--profile", help="take the simulation settings from this profile (default: built-in defaults)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="simulation.KEY=VALUE",
+                   help="override a simulation setting; repeatable")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+
+
+@command("simulate", "simulate SDSS-like galaxies with ground truth (GalSim) into a GalaxySet",
+         "examples:\n  avader simulate --n 3000 --size 64 --out data/processed/sims.fits\n"
+         "  avader simulate --n 200000 --size 128 --shard 0/4 --out part0.fits\n"
+         "  avader simulate --n 500 --size 64 --blends --out blends.fits")
+def cmd_simulate(args):
+    from .simulate import SimulationConfig, simulate
+
+    sim_config = SimulationConfig()
+    if args.profile or args.overrides:
+        from .config import load_config
+
+        sim_config = load_config(args.profile or "quick", args.overrides).simulation
+    path = simulate(args.n, image_size=args.size, seed=args.seed, config=sim_config, out=args.out,
+                    workers=args.workers, shard=args.shard, blends=args.blends, overwrite=args.overwrite,
+                    progress=_progress(args))
+    log.info("wrote %s", path)
+    return 0
+
+
+cmd_simulate.arguments = _simulate_args
+
+
+# ---------------------------------------------------------------- train
+def _train_args(p):
+    _add_config_options(p)
+    p.add_argument("--data", type=Path, help="GalaxySet to train on (default: the profile's simulated default)")
+    p.add_argument("--run", help="run name under data/runs or a folder (default: the profile name)")
+    p.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="start afresh in a non-empty run directory")
+    p.add_argument("--precision", choices=("float32", "mixed_bfloat16", "mixed_float16", "auto"),
+                   help="numeric precision (default: the profile's)")
+
+
+@command("train", "train AstroVaDEr: VAE warm-up, mixture initialisation, annealed VaDE",
+         "examples:\n  avader train --profile quick --run quick\n"
+         "  avader train --profile paper --data data/processed/gz2_train.fits --run paper\n"
+         "  avader train --profile quick --run quick --resume\n"
+         "  avader train --profile smoke --set training.warmup_epochs=3 --precision mixed_bfloat16")
+def cmd_train(args):
+    from .training import train
+
+    config = _config(args)
+    data = args.data
+    if data is None:
+        from .simulate import ensure_default_dataset
+
+        data = ensure_default_dataset(config, progress=_progress(args))
+    run = train(config, data=data, run_dir=args.run, resume=args.resume, overwrite=args.overwrite,
+                precision=args.precision, progress=_progress(args))
+    log.info("run directory: %s", run.path)
+    return 0
+
+
+cmd_train.arguments = _train_args
+
+
+# ---------------------------------------------------------------- import-weights
+def _import_args(p):
+    p.add_argument("weights", type=Path, help="the original Keras 2.3.1 weights file (saved_weights.h5)")
+    p.add_argument("--out", required=True, help="run directory (name under data/runs or a folder)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory's files")
+
+
+@command("import-weights", "convert the original AstroVaDEr weights into a run directory (published profile)",
+         "examples:\n  avader fetch published-weights\n"
+         "  avader import-weights data/raw/astrovader_saved_weights.h5 --out published")
+def cmd_import_weights(args):
+    from .training import import_published_run
+
+    run = import_published_run(args.weights, args.out, overwrite=args.overwrite)
+    log.info("run directory: %s", run.path)
+    return 0
+
+
+cmd_import_weights.arguments = _import_args
+
+
+# ---------------------------------------------------------------- reproduce
+def _reproduce_args(p):
+    p.add_argument("--profile", default="quick", help="smoke, quick (default), paper, published, or a YAML file")
+    p.add_argument("--data", type=Path, help="GalaxySet to use instead of the profile's simulated default")
+    p.add_argument("--only", action="append", metavar="NN", help="run only notebook NN (repeatable)")
+    p.add_argument("--run", help="run name under data/runs or a folder (default: the profile name)")
+    p.add_argument("--seed", type=int, help="the run's seed")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="configuration override passed to every notebook; repeatable")
+
+
+@command("reproduce", "run the notebooks 01-06 with papermill and rebuild every figure",
+         "examples:\n  avader reproduce --profile quick\n  avader reproduce --profile smoke --run ci\n"
+         "  avader reproduce --profile quick --only 04 --only 05")
+def cmd_reproduce(args):
+    from .reproduce import reproduce
+
+    report = reproduce(args.profile, data=args.data, only=args.only, run=args.run, seed=args.seed,
+                       overrides=args.overrides, progress=_progress(args))
+    for name, item in report["notebooks"].items():
+        log.info("%s: %.0f s", name, item["seconds"])
+    log.info("figures in %s; executed notebooks in %s/notebooks", paths.figures_dir(), report["run_dir"])
+    return 0
+
+
+cmd_reproduce.arguments = _reproduce_args
 
 
 # ---------------------------------------------------------------- entry point

@@ -37,6 +37,7 @@ __all__ = [
     "available_profiles",
     "parse_overrides",
     "env_profile",
+    "notebook_config",
 ]
 
 
@@ -193,6 +194,24 @@ def available_profiles() -> list[str]:
 def env_profile(default: str = "quick") -> str:
     """The profile named by ``$AVADER_PROFILE``, else ``default`` (used by notebooks)."""
     return os.environ.get("AVADER_PROFILE") or default
+
+
+def notebook_config(profile: str | None = None, seed: int | None = None, overrides=None) -> Config:
+    """The configuration a notebook runs with.
+
+    Parameters
+    ----------
+    profile : str, optional
+        Profile name or file; empty or None means ``$AVADER_PROFILE``, else ``quick``.
+    seed : int, optional
+        Overrides the profile's seed.
+    overrides : list of str or mapping, optional
+        ``section.key=value`` overrides (papermill passes them as a list).
+    """
+    merged = dict(parse_overrides(overrides))
+    if seed is not None:
+        merged["seed"] = int(seed)
+    return load_config(profile or env_profile(), merged or None)
 
 
 def _coerce(value, annotation, where: str):

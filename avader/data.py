@@ -31,6 +31,7 @@ __all__ = [
     "write_atomic",
     "sha256sum",
     "make_dataset",
+    "ensure_dataset",
 ]
 
 log = logging.getLogger(__name__)
@@ -487,3 +488,46 @@ def make_dataset(galaxyset: GalaxySet, batch_size: int, shuffle: bool = True, se
     last = initial_epoch + 1 if epochs is None else epochs
     ds = tf.data.Dataset.range(initial_epoch, last).flat_map(one_epoch)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def ensure_dataset(config, data=None, progress: bool = True, workers: int | None = None) -> Path:
+    """The GalaxySet a configuration trains on, building the embedded simulated default if missing.
+
+    Parameters
+    ----------
+    config : avader.config.Config
+    data : path, optional
+        An explicit GalaxySet; it must exist. Default: ``config.data.path``, else the profile's
+        simulated default ``data/processed/simulated_<profile>.fits`` (``data.n_galaxies`` galaxies
+        of ``data.image_size`` pixels, seeded by the run's seed), simulated on first use.
+    progress : bool
+        Progress bar while simulating.
+    workers : int, optional
+        Simulation processes (default: all cores).
+
+    Returns
+    -------
+    Path
+    """
+    if data:
+        path = Path(data)
+        if not path.is_file():
+            raise AvaderError(f"{path}: no such GalaxySet file")
+        return path
+    path = config.dataset_path()
+    if config.data.path:
+        if not path.is_file():
+            raise AvaderError(f"{path}: data.path names no file")
+        return path
+    if path.is_file():
+        existing = GalaxySet.read(path, validate=False)
+        expected = (config.data.n_galaxies, config.data.image_size, config.data.image_size)
+        if existing.shape == expected and existing.meta.get("SEED", config.seed) == config.seed:
+            return path
+        log.info("%s holds %s images, the profile asks for %s: simulating afresh", path, existing.shape, expected)
+    from .simulate import simulate
+
+    log.info("simulating the embedded default: %d galaxies of %dx%d pixels -> %s", config.data.n_galaxies,
+             config.data.image_size, config.data.image_size, path)
+    return simulate(config.data.n_galaxies, image_size=config.data.image_size, seed=config.seed,
+                    config=config.simulation, out=path, workers=workers, overwrite=True, progress=progress)

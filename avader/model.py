@@ -22,9 +22,10 @@ arithmetically with 0/1 indicators, so nothing is retraced):
 
 ``"ae"``    z = latent mean, no latent term (``kl_loss`` reports 0);
 ``"vae"``   z sampled, latent term = KL(q(z|x) || N(0, I));
-``"vade"``  z sampled, latent term = the VaDE term of PAPER.md with responsibilities gamma.
+``"vade"``  z sampled, latent term = the VaDE term of PAPER.md, gamma computed from that same z.
 
-In ``"ae"`` and ``"vae"`` the mixture receives exactly zero gradient, so it stays frozen.
+In ``"ae"`` and ``"vae"`` the mixture receives exactly zero gradient, so it stays frozen (as long
+as the optimizer holds no momentum for it from an earlier ``"vade"`` phase).
 Per batch (float32, also under ``mixed_bfloat16``)::
 
     loss = reconstruction_loss + latent_weight * kl_loss + sum(model.losses)    # L2 penalties
@@ -35,6 +36,9 @@ it equals KL(q(z, c | x) || p(z, c)) + latent_dim / 2 * log(2 pi). Training samp
 ``"ae"``); ``test_step`` and ``call(training=False)`` use the latent mean, so evaluation is
 deterministic. Under ``tf.distribute`` each replica's mean loss is divided by the number of
 replicas before the gradients are summed, as Keras does for compiled losses.
+
+The original authors' weights: ``load_published_model(h5_path)``, i.e. :func:`build_vade` with
+:func:`published_model_config` (TF1-style bilinear upsampling) and :func:`load_published_weights`.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ __all__ = [
     "figures_dir",
     "notebooks_dir",
     "default_dataset",
+    "published_weights",
 ]
 
 package_dir = Path(__file__).resolve().parent
@@ -70,3 +71,18 @@ def notebooks_dir() -> Path:
 def default_dataset(profile: str) -> Path:
     """Path of the embedded simulated GalaxySet for ``profile``."""
     return processed_dir() / f"simulated_{profile}.fits"
+
+
+PUBLISHED_WEIGHTS_NAME = "astrovader_saved_weights.h5"
+
+
+def published_weights() -> Path | None:
+    """The original authors' weights file, if present: ``$AVADER_WEIGHTS``, then
+    ``data/raw/astrovader_saved_weights.h5`` (``avader fetch published-weights``), then a
+    ``shared/reference`` folder beside the checkout (the developers' reference copy)."""
+    candidates = [os.environ.get("AVADER_WEIGHTS"), raw_dir() / PUBLISHED_WEIGHTS_NAME,
+                  home().parent / "shared" / "reference" / PUBLISHED_WEIGHTS_NAME]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None

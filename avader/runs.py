@@ -209,6 +209,9 @@ class RunDir:
     def __repr__(self) -> str:
         return f"RunDir({self.path})"
 
+    def __fspath__(self) -> str:
+        return str(self.path)
+
     def __truediv__(self, name: str) -> Path:
         return self.path / name
 

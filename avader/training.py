@@ -50,6 +50,12 @@ __all__ = [
     "load_run_model",
     "encode_dataset",
     "TrainingState",
+    "import_published_run",
+    "pretrain",
+    "train_vade",
+    "read_history",
+    "load_checkpoint_model",
+    "warmup_checkpoint",
 ]
 
 log = logging.getLogger(__name__)
@@ -209,27 +215,30 @@ class TrainingState:
         """Write weights and optimiser state, then the state file that points at them."""
         ckpt = self.run.checkpoints
         ckpt.mkdir(parents=True, exist_ok=True)
-        tag = f"epoch{epoch:04d}"
+        tag = f"epoch{epoch:04d}_{phase}"
         weights = ckpt / f"{tag}.weights.h5"
         tmp = ckpt / f".{tag}.partial.weights.h5"
         model.save_weights(tmp)
         os.replace(tmp, weights)
         optimizer_state = ckpt / f"{tag}.optimizer.npz"
         opt_vars = {f"v{i}": np.asarray(v) for i, v in enumerate(model.optimizer.variables)}
+        opt_vars["seed_state"] = np.asarray(model.seed_generator.state)
         write_atomic(optimizer_state, lambda p: np.savez(open(p, "wb"), **opt_vars), overwrite=True)
         state = {"next_epoch": epoch, "phase": phase, "weights": weights.name, "optimizer": optimizer_state.name,
                  "mixture_initialised": mixture_initialised}
         write_atomic(self.path, lambda p: Path(p).write_text(json.dumps(state, indent=2)), overwrite=True)
 
     def restore_weights(self, model, state: dict) -> None:
-        """Load the checkpoint's network and mixture weights."""
+        """Load the checkpoint's network and mixture weights and the z-sampling generator state."""
         model.load_weights(self.run.checkpoints / state["weights"])
+        stored = np.load(self.run.checkpoints / state["optimizer"])
+        model.seed_generator.state.assign(stored["seed_state"])
 
     def restore_optimizer(self, model, state: dict) -> None:
         """Load the checkpoint's optimiser state (moments, iteration count) into a compiled model."""
         stored = np.load(self.run.checkpoints / state["optimizer"])
         variables = model.optimizer.variables
-        if len(stored.files) != len(variables):
+        if len(stored.files) - 1 != len(variables):
             raise AvaderError(f"{self.run.path}: checkpoint optimiser state does not match the model")
         for i, var in enumerate(variables):
             var.assign(stored[f"v{i}"])
@@ -434,7 +443,67 @@ def _train(config, galaxies, run, tc, policy, resume, progress, stop_after_epoch
             return _interrupted(run, stop_after_epoch)
     _save_model(model, run)
     run.update_manifest(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), train_seconds=round(time.time() - started, 1))
+    if tc.baseline_vae and tc.vade_epochs:
+        _train_baseline_vae(config, galaxies, split, run, strategy, verbose, steps)
     return run
+
+
+def warmup_checkpoint(run_dir) -> Path | None:
+    """Weights file of the model at the end of the warm-up (phase 1), or None."""
+    run = RunDir(run_dir)
+    tc = run.load_config().training
+    path = run.checkpoints / f"epoch{tc.warmup_epochs:04d}_warmup.weights.h5"
+    return path if path.is_file() else None
+
+
+def _train_baseline_vae(config, galaxies, split, run, strategy, verbose, steps) -> Path:
+    """A plain VAE with the same architecture and epoch budget as the VaDE run.
+
+    It shares the warm-up (phase 1 is exactly a plain VAE) and then continues as a VAE with a
+    standard-normal prior for the epochs VaDE spent in phase 3, with the same schedule; saved
+    as ``baseline_vae.keras`` with its own ``baseline_history.csv``.
+    """
+    import keras
+
+    from .model import build_vade
+
+    tc = config.training
+    target = run / "baseline_vae.keras"
+    warm = warmup_checkpoint(run)
+    if target.is_file():
+        return target
+    started = time.time()
+    with strategy.scope():
+        baseline = build_vade(config.model, seed=config.seed)
+        _compile(baseline, tc, clip=True)
+    if warm is not None:
+        baseline.load_weights(warm)
+    first = tc.warmup_epochs if warm is not None else 0
+    baseline.set_mode("vae", latent_weight=tc.warmup_kl_weight if tc.warmup_mode == "vae" else 1.0)
+    rows = []
+
+    class Schedule(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.model.optimizer.learning_rate.assign(learning_rate(epoch, tc))
+
+        def on_epoch_end(self, epoch, logs=None):
+            rows.append({"epoch": epoch, "phase": "baseline_vae", **{k: float(v) for k, v in (logs or {}).items()}})
+
+    last = tc.warmup_epochs + tc.vade_epochs
+    train_ds = make_dataset(galaxies, tc.batch_size, shuffle=True, seed=config.seed, flips=tc.flips, epochs=last,
+                            initial_epoch=first, indices=split["train"]).repeat()
+    baseline.fit(train_ds, epochs=last, initial_epoch=first, steps_per_epoch=steps, shuffle=False, verbose=verbose,
+                 callbacks=[Schedule()])
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(run / "baseline_history.csv", lambda p: Path(p).write_text(buffer.getvalue()), overwrite=True)
+    tmp = run / ".baseline_vae.partial.keras"
+    baseline.save(tmp)
+    os.replace(tmp, target)
+    run.record_phase("baseline_vae", started, epochs=[first, last], shared_warmup=warm is not None)
+    return target
 
 
 def _interrupted(run: RunDir, epoch: int) -> RunDir:
@@ -481,3 +550,98 @@ def load_run_model(run_dir, compile: bool = False):
         return keras.models.load_model(path, compile=compile, safe_mode=True)
     except (ValueError, OSError, TypeError, KeyError) as err:
         raise AvaderError(f"{path}: cannot load the model ({str(err).splitlines()[0]})") from None
+
+
+def import_published_run(weights_path, run_dir, overwrite: bool = False, config=None) -> RunDir:
+    """Turn the original authors' Keras 2.3.1 weights file into a run directory.
+
+    Parameters
+    ----------
+    weights_path : path
+        ``saved_weights.h5`` of AstroVaDEr-Public (see ``../shared/reference``).
+    run_dir : str or path
+        Run name or folder to create.
+    overwrite : bool
+        Allow a non-empty run directory.
+    config : Config, optional
+        Default: the ``published`` profile.
+
+    Returns
+    -------
+    RunDir
+        Holding ``config.yaml``, ``manifest.json`` (with the weights' sha256) and ``model.keras``.
+    """
+    from .model import load_published_model
+
+    weights_path = Path(weights_path)
+    if not weights_path.is_file():
+        raise AvaderError(f"{weights_path}: no such weights file")
+    config = config or load_config("published")
+    model = load_published_model(weights_path, seed=config.seed)
+    run = RunDir(run_dir).create(config, overwrite=overwrite, inputs=[weights_path])
+    _save_model(model, run)
+    run.update_manifest(source="published weights (Spindler, Geach & Smith 2021)", weights_file=str(weights_path))
+    return run
+
+
+def _is_published(config) -> bool:
+    return config.training.warmup_epochs + config.training.vade_epochs == 0
+
+
+def pretrain(config: Config, data=None, run_dir=None, progress: bool = True) -> RunDir:
+    """Notebook 02's stage: a fresh run trained to the end of the warm-up (phase 1).
+
+    Under the ``published`` profile (no epochs to train) the original authors' weights
+    (:func:`avader.paths.published_weights`) are imported instead.
+    """
+    from . import paths
+
+    run_dir = run_dir or config.profile
+    if _is_published(config):
+        weights = paths.published_weights()
+        if weights is None:
+            raise AvaderError("published weights not found: run 'avader fetch published-weights' "
+                              "or set AVADER_WEIGHTS to the saved_weights.h5 file")
+        return import_published_run(weights, run_dir, overwrite=True, config=config)
+    return train(config, data=data, run_dir=run_dir, overwrite=True, progress=progress,
+                 stop_after_epoch=config.training.warmup_epochs)
+
+
+def train_vade(config: Config, data=None, run_dir=None, progress: bool = True) -> RunDir:
+    """Notebook 03's stage: continue the run of :func:`pretrain` through mixture initialisation
+    and the annealed VaDE phase (nothing to do when it already finished)."""
+    run = RunDir(run_dir or config.profile)
+    if _is_published(config) or (run / "model.keras").is_file() and not (run.checkpoints / "state.json").is_file():
+        if not (run / "model.keras").is_file():
+            raise AvaderError(f"{run.path}: no model; run notebook 02 (pretraining) first")
+        return run
+    if not (run.checkpoints / "state.json").is_file():
+        raise AvaderError(f"{run.path}: no pretraining checkpoint; run notebook 02 (pretraining) first")
+    state = TrainingState(run).load()
+    if state["next_epoch"] >= config.training.warmup_epochs + config.training.vade_epochs and (run / "model.keras").is_file():
+        return run
+    return train(config, data=data, run_dir=run.path, resume=True, progress=progress)
+
+
+def read_history(run_dir):
+    """``history.csv`` of a run as an astropy Table (one row per epoch)."""
+    from astropy.table import Table
+
+    run = RunDir(run_dir)
+    path = run / "history.csv"
+    if not path.is_file():
+        raise AvaderError(f"{run.path}: no history.csv (train first)")
+    return Table.read(path, format="ascii.csv")
+
+
+def load_checkpoint_model(run_dir):
+    """The model at the run's last checkpoint (e.g. right after the warm-up), built from its config."""
+    from .model import build_vade
+
+    run = RunDir(run_dir)
+    state = TrainingState(run).load()
+    if state is None:
+        return load_run_model(run)
+    model = build_vade(run.load_config().model, seed=0)
+    TrainingState(run).restore_weights(model, state)
+    return model

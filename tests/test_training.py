@@ -1,0 +1,170 @@
+"""Training: schedules, a smoke run end to end, resume, refusal of changed configs, NaN stop."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from avader.config import load_config
+from avader.data import GalaxySet
+from avader.errors import AvaderError
+from avader.training import (
+    fit_mixture,
+    latent_weight_schedule,
+    learning_rate,
+    load_run_model,
+    read_history,
+    split_rows,
+    train,
+    warmup_checkpoint,
+)
+
+TINY = ["model.image_size=16", "data.image_size=16", "model.filters=[4, 4, 2]", "model.kernel_sizes=[3, 3, 3]",
+        "model.latent_dim=3", "model.n_components=3", "training.batch_size=16", "training.deterministic=true"]
+
+
+@pytest.fixture(scope="module")
+def blobs(tmp_path_factory):
+    """48 16x16 Gaussian blobs of three widths: three obvious clusters."""
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[:16, :16] - 7.5
+    widths = np.repeat([1.2, 2.5, 4.5], 16) * rng.uniform(0.9, 1.1, 48)
+    images = np.exp(-(x**2 + y**2)[None] / (2 * widths[:, None, None] ** 2))
+    images += rng.normal(0, 0.02, images.shape)
+    images = np.clip(images, 0, 1).astype(np.float32)
+    catalog = {"id": np.arange(48), "width_class": np.repeat([0, 1, 2], 16)}
+    return GalaxySet.from_arrays(images, catalog).write(tmp_path_factory.mktemp("blobs") / "blobs.fits")
+
+
+def test_learning_rate_schedule_matches_paper():
+    tc = load_config("paper").training
+    assert learning_rate(0, tc) == pytest.approx(3e-4)
+    assert learning_rate(3, tc) == pytest.approx(3e-4 * 0.95229)
+    assert learning_rate(1.5, tc) == pytest.approx(3e-4 * 0.95229**0.5)
+    assert learning_rate(10_000, tc) == pytest.approx(1e-6)
+
+
+def test_latent_weight_schedule_matches_s3vdc():
+    tc = load_config("paper").training
+    assert latent_weight_schedule(0, tc) == pytest.approx(0.3)
+    assert latent_weight_schedule(12, tc) == pytest.approx(0.3 * (1 + (12 / 25) ** 3))
+    assert latent_weight_schedule(25, tc) == pytest.approx(0.6)
+    assert latent_weight_schedule(49, tc) == pytest.approx(0.6)
+    assert latent_weight_schedule(50, tc) == pytest.approx(0.3)
+
+
+def test_split_rows_disjoint_and_seeded():
+    split = split_rows(100, 0.1, 0.2, seed=3)
+    assert (len(split["valid"]), len(split["test"]), len(split["train"])) == (10, 20, 70)
+    assert len(np.unique(np.concatenate(list(split.values())))) == 100
+    again = split_rows(100, 0.1, 0.2, seed=3)
+    assert all(np.array_equal(split[k], again[k]) for k in split)
+    with pytest.raises(AvaderError, match="no training rows"):
+        split_rows(2, 0.45, 0.45, seed=0)
+
+
+def test_fit_mixture_recovers_separated_clusters():
+    rng = np.random.default_rng(0)
+    centres = np.array([[0, 0], [10, 0], [0, 10]])
+    x = np.concatenate([rng.normal(c, 0.5, (200, 2)) for c in centres])
+    fit = fit_mixture(x, 3, seed=0, restarts=2)
+    found = np.sort(np.round(fit["means"]).astype(int), axis=0)
+    np.testing.assert_array_equal(found, np.sort(centres, axis=0))
+    np.testing.assert_allclose(fit["weights"], 1 / 3, atol=0.01)
+    np.testing.assert_allclose(fit["variances"], 0.25, rtol=0.3)
+
+
+def test_smoke_run_writes_everything(blobs, tmp_path):
+    config = load_config("smoke", TINY + ["training.baseline_vae=true"])
+    run = train(config, data=blobs, run_dir=tmp_path / "run", progress=False)
+    for name in ("config.yaml", "manifest.json", "model.keras", "history.csv", "split.csv", "baseline_vae.keras",
+                 "baseline_history.csv"):
+        assert (run / name).is_file(), name
+    history = read_history(run)
+    assert list(history["phase"]) == ["warmup", "vade", "vade"]
+    for key in ("loss", "reconstruction_loss", "kl_loss", "val_loss"):
+        assert np.isfinite(np.asarray(history[key], dtype=float)).all()
+    assert history["latent_weight"][1] == pytest.approx(0.3) and history["latent_weight"][2] == pytest.approx(0.6)
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert {"warmup", "init", "vade", "baseline_vae"} <= set(manifest["phases"])
+    assert manifest["inputs"][str(blobs.resolve())]
+    assert warmup_checkpoint(run) is not None
+    model = load_run_model(run)
+    gamma = np.asarray(model.responsibilities(GalaxySet.read(blobs).get_images(slice(0, 8))[..., None]))
+    np.testing.assert_allclose(gamma.sum(1), 1, rtol=1e-5)
+    with pytest.raises(AvaderError, match="not empty"):
+        train(config, data=blobs, run_dir=tmp_path / "run", progress=False)
+
+
+def test_resume_reaches_the_same_final_state(blobs, tmp_path):
+    config = load_config("smoke", TINY + ["training.warmup_epochs=2", "training.anneal_epochs=2", "training.static_epochs=1",
+                                          "training.checkpoint_every=1"])
+    straight = train(config, data=blobs, run_dir=tmp_path / "straight", progress=False)
+    interrupted = train(config, data=blobs, run_dir=tmp_path / "resumed", progress=False, stop_after_epoch=1)
+    assert not (interrupted / "model.keras").exists()
+    mid = train(config, data=blobs, run_dir=tmp_path / "resumed", progress=False, resume=True, stop_after_epoch=3)
+    assert not (mid / "model.keras").exists()
+    resumed = train(config, data=blobs, run_dir=tmp_path / "resumed", progress=False, resume=True)
+    a = load_run_model(straight).get_weights()
+    b = load_run_model(resumed).get_weights()
+    assert len(a) == len(b)
+    for wa, wb in zip(a, b):
+        np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-5)
+    assert len(read_history(resumed)) == len(read_history(straight)) == 5
+
+
+def test_resume_refuses_changed_configuration(blobs, tmp_path):
+    config = load_config("smoke", TINY)
+    train(config, data=blobs, run_dir=tmp_path / "run", progress=False, stop_after_epoch=1)
+    changed = config.replace(["training.learning_rate=0.5"])
+    with pytest.raises(AvaderError, match=r"training\.learning_rate"):
+        train(changed, data=blobs, run_dir=tmp_path / "run", progress=False, resume=True)
+
+
+def test_nan_loss_stops_with_message_and_keeps_checkpoint(blobs, tmp_path):
+    config = load_config("smoke", TINY + ["training.learning_rate=1e30", "training.warmup_epochs=3",
+                                          "training.checkpoint_every=1"])
+    with pytest.raises(AvaderError, match="NaN or infinite"):
+        train(config, data=blobs, run_dir=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "model.keras").exists()
+
+
+def test_image_size_mismatch_is_refused(blobs, tmp_path):
+    with pytest.raises(AvaderError, match="model.image_size is 32"):
+        train("smoke", data=blobs, run_dir=tmp_path / "run", progress=False)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_local_workers_train_with_multiworker_strategy(blobs, tmp_path):
+    ports = [_free_port(), _free_port()]
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    script = textwrap.dedent(f"""
+        import json, sys
+        from avader.config import load_config
+        from avader.training import train
+        config = load_config("smoke", {TINY!r} + ["training.warmup_epochs=1", "training.vade_periods=0",
+                                                  "training.deterministic=false"])
+        run = train(config, data={str(blobs)!r}, run_dir=sys.argv[1], progress=False)
+        print("STRATEGY", json.load(open(run / "manifest.json"))["strategy"])
+    """)
+    procs = []
+    for index in range(2):
+        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+                   CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
+        procs.append(subprocess.Popen([sys.executable, "-c", script, str(tmp_path / f"worker{index}")], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    for p, out in zip(procs, outputs):
+        assert p.returncode == 0, out[-2000:]
+        assert "STRATEGY MultiWorkerMirroredStrategy" in out
+    assert (tmp_path / "worker0" / "model.keras").is_file()
