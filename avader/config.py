@@ -10,9 +10,8 @@ Profiles shipped: ``smoke`` (CI, seconds), ``quick`` (default of ``make reproduc
 about 20 minutes of training on 2 CPU cores), ``paper`` (the published configuration,
 needs a GPU) and ``published`` (the original authors' weights, no training).
 
-The model and simulation sections are defined beside the code that uses them
-(:class:`avader.model.ModelConfig`, :class:`avader.simulate.SimulationConfig`) and are
-imported here only when a configuration is built.
+The simulation section is defined beside the code that uses it
+(:class:`avader.simulate.SimulationConfig`, cheap to import).
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -30,6 +30,7 @@ from .errors import AvaderError
 
 __all__ = [
     "DataConfig",
+    "ModelConfig",
     "TrainingConfig",
     "AnalysisConfig",
     "Config",
@@ -58,6 +59,74 @@ class DataConfig:
                 raise AvaderError(f"{key}: must be in [0, 0.5), got {value}")
         if self.n_galaxies < 1:
             raise AvaderError(f"n_galaxies: must be at least 1, got {self.n_galaxies}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Network and mixture settings; the YAML ``model:`` section mirrors the fields one to one.
+
+    The defaults are the published AstroVaDEr network (870,889 parameters plus a 12-component
+    mixture in 20 dimensions). Lists are accepted for tuple fields and stored as tuples.
+    """
+
+    architecture: str = "conv"            # "conv" (AstroVaDEr) or "dense" (the VaDE paper's MLP)
+    image_size: int = 128                 # pixels per side; conv: a multiple of 2 ** len(filters)
+    channels: int = 1                     # image bands (1: grey)
+    filters: tuple[int, ...] = (64, 64, 16)   # conv: filters per encoder block of two convolutions
+    kernel_sizes: tuple[int, ...] = (3, 5, 5)  # conv: kernel side per encoder block (pixels)
+    decoder_kernel_size: int = 5          # conv: kernel side of every decoder block convolution (pixels)
+    output_kernel_size: int = 3           # conv: kernel side of the output convolution (pixels)
+    dense_units: tuple[int, ...] = (500, 500, 2000)  # dense: hidden units of the encoder; decoder mirrors
+    latent_dim: int = 20                  # dimensions of z
+    n_components: int = 12                # Gaussian-mixture components (clusters)
+    leaky_relu_slope: float = 0.1         # negative slope of every hidden activation (0: ReLU)
+    l2: float = 0.01                      # L2 penalty factor on kernels and biases (0: none)
+    output_activation: str = "relu"       # "relu" (paper), "sigmoid" or "linear"
+    upsampling: str = "bilinear"          # "bilinear" (half-pixel), "bilinear_legacy" (TF1, published), "nearest"
+    gamma_mode: str = "exact"             # "exact" (log-sum-exp) or "s3vdc" (upstream batch min-max softmax)
+
+    def __post_init__(self):
+        for key in ("filters", "kernel_sizes", "dense_units"):
+            value = getattr(self, key)
+            if isinstance(value, list):
+                object.__setattr__(self, key, tuple(value))
+
+    def validate(self) -> None:
+        """Raise :class:`AvaderError` (``"<key>: <problem>"``) on the first bad value."""
+        choices = {
+            "architecture": ("conv", "dense"),
+            "output_activation": ("relu", "sigmoid", "linear"),
+            "upsampling": ("bilinear", "bilinear_legacy", "nearest"),
+            "gamma_mode": ("exact", "s3vdc"),
+        }
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise AvaderError(f"{key}: must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
+        for key in ("image_size", "channels", "decoder_kernel_size", "output_kernel_size",
+                    "latent_dim", "n_components"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise AvaderError(f"{key}: must be a positive integer, got {value!r}")
+        for key in ("filters", "kernel_sizes", "dense_units"):
+            value = getattr(self, key)
+            if (not isinstance(value, tuple) or not value
+                    or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
+                raise AvaderError(f"{key}: must be a non-empty list of positive integers, got {value!r}")
+        if len(self.kernel_sizes) != len(self.filters):
+            raise AvaderError(f"kernel_sizes: needs one entry per encoder block ({len(self.filters)}), "
+                              f"got {len(self.kernel_sizes)}")
+        factor = 2 ** len(self.filters)
+        if self.architecture == "conv" and self.image_size % factor:
+            raise AvaderError(f"image_size: must be a multiple of {factor} (2 ** number of encoder blocks), "
+                              f"got {self.image_size}")
+        for key in ("leaky_relu_slope", "l2"):
+            value = getattr(self, key)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < math.inf:
+                raise AvaderError(f"{key}: must be a finite number >= 0, got {value!r}")
+
+    def to_dict(self) -> dict:
+        """Plain dict (tuples as lists), JSON/YAML friendly."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
 
 @dataclass(frozen=True)
@@ -133,7 +202,6 @@ class AnalysisConfig:
 
 
 def _section_classes() -> dict[str, type]:
-    from .model import ModelConfig
     from .simulate import SimulationConfig
 
     return {
