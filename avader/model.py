@@ -452,6 +452,10 @@ class VaDE(keras.Model):
         self.reconstruction_tracker.update_state(reconstruction, sample_weight=batch)
         self.kl_tracker.update_state(latent, sample_weight=batch)
         self.latent_weight_tracker.update_state(self.latent_weight, sample_weight=batch)
+        if _multi_worker(self.distribute_strategy):
+            # Keras reduces multi-worker logs with strategy.reduce(MEAN, axis=0), which needs a batch
+            # axis: give every log a length-1 axis there (the progress bar and callbacks average it).
+            return {m.name: ops.reshape(m.result(), (1,)) for m in self.metrics}
         return {m.name: m.result() for m in self.metrics}
 
     def train_step(self, data):
@@ -474,6 +478,12 @@ class VaDE(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def _multi_worker(strategy) -> bool:
+    import tensorflow as tf
+
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
 def build_vade(config: ModelConfig | None = None, seed: int = 0) -> VaDE:

@@ -98,6 +98,16 @@ def get_strategy():
     return tf.distribute.get_strategy()
 
 
+def _strategy_name(strategy) -> str:
+    import tensorflow as tf
+
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "MultiWorkerMirroredStrategy"
+    if isinstance(strategy, tf.distribute.MirroredStrategy):
+        return "MirroredStrategy"
+    return "default"
+
+
 def resolve_precision(precision: str) -> str:
     """``auto`` becomes ``mixed_bfloat16`` on hardware with bf16 matrix units, else ``float32``."""
     if precision != "auto":
@@ -261,7 +271,7 @@ def _callbacks(run: RunDir, state: TrainingState, phase: str, tc, first_vade_epo
 
         def on_train_batch_end(self, batch, logs=None):
             loss = (logs or {}).get("loss")
-            if loss is not None and not math.isfinite(float(loss)):
+            if loss is not None and not np.isfinite(np.asarray(loss)).all():
                 self.model.stop_training = True
                 self.model._avader_nan = (self.current_epoch, batch)
 
@@ -273,7 +283,7 @@ def _callbacks(run: RunDir, state: TrainingState, phase: str, tc, first_vade_epo
                    "seconds": round(time.time() - self.started, 3)}
             for key in HISTORY_FIELDS[4:-1]:
                 if key in logs:
-                    row[key] = float(logs[key])
+                    row[key] = float(np.mean(logs[key]))
             if getattr(self.model, "_avader_nan", None):
                 return
             if not all(math.isfinite(row.get(k, 0.0)) for k in ("loss", "val_loss")):
@@ -380,7 +390,7 @@ def _train(config, galaxies, run, tc, policy, resume, progress, stop_after_epoch
     _write_split(run / "split.csv", galaxies.ids, split)
     strategy = get_strategy()
     started = time.time()
-    run.update_manifest(precision=policy, strategy=type(strategy).__name__, replicas=strategy.num_replicas_in_sync,
+    run.update_manifest(precision=policy, strategy=_strategy_name(strategy), replicas=strategy.num_replicas_in_sync,
                         n_train=int(len(split["train"])), n_valid=int(len(split["valid"])))
     with strategy.scope():
         model = build_vade(config.model, seed=config.seed)
@@ -395,7 +405,12 @@ def _train(config, galaxies, run, tc, policy, resume, progress, stop_after_epoch
     warmup_end = tc.warmup_epochs
     total = tc.warmup_epochs + tc.vade_epochs
     verbose = 0 if not progress else (1 if sys.stdout.isatty() else 2)
-    steps = tc.steps_per_epoch or math.ceil(len(split["train"]) / tc.batch_size)
+    # Several replicas: equal, complete batches everywhere (collectives need matching shapes).
+    drop = strategy.num_replicas_in_sync > 1
+    steps = tc.steps_per_epoch or (len(split["train"]) // tc.batch_size if drop else
+                                   math.ceil(len(split["train"]) / tc.batch_size))
+    if steps < 1:
+        raise AvaderError(f"{len(split['train'])} training galaxies make no complete batch of {tc.batch_size}")
 
     def compile_for(phase, restore):
         with strategy.scope():
@@ -410,9 +425,11 @@ def _train(config, galaxies, run, tc, policy, resume, progress, stop_after_epoch
         stop = min(last, stop_after_epoch) if stop_after_epoch is not None else last
         if stop > first:
             train_ds = make_dataset(galaxies, tc.batch_size, shuffle=True, seed=config.seed, flips=tc.flips,
-                                    epochs=stop, initial_epoch=first, indices=split["train"]).repeat()
-            valid_ds = (make_dataset(galaxies, tc.batch_size, shuffle=False, flips=False, indices=split["valid"])
-                        if len(split["valid"]) else None)
+                                    epochs=stop, initial_epoch=first, indices=split["train"],
+                                    drop_remainder=drop).repeat()
+            valid_ds = (make_dataset(galaxies, tc.batch_size, shuffle=False, flips=False, indices=split["valid"],
+                                     drop_remainder=drop)
+                        if len(split["valid"]) >= (tc.batch_size if drop else 1) else None)
             model._avader_nan = None
             phase_started = time.time()
             model.fit(train_ds, epochs=stop, initial_epoch=first, steps_per_epoch=steps, validation_data=valid_ds, shuffle=False,
@@ -444,7 +461,7 @@ def _train(config, galaxies, run, tc, policy, resume, progress, stop_after_epoch
     _save_model(model, run)
     run.update_manifest(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), train_seconds=round(time.time() - started, 1))
     if tc.baseline_vae and tc.vade_epochs:
-        _train_baseline_vae(config, galaxies, split, run, strategy, verbose, steps)
+        _train_baseline_vae(config, galaxies, split, run, strategy, verbose, steps, drop)
     return run
 
 
@@ -456,7 +473,7 @@ def warmup_checkpoint(run_dir) -> Path | None:
     return path if path.is_file() else None
 
 
-def _train_baseline_vae(config, galaxies, split, run, strategy, verbose, steps) -> Path:
+def _train_baseline_vae(config, galaxies, split, run, strategy, verbose, steps, drop) -> Path:
     """A plain VAE with the same architecture and epoch budget as the VaDE run.
 
     It shares the warm-up (phase 1 is exactly a plain VAE) and then continues as a VAE with a
@@ -487,11 +504,12 @@ def _train_baseline_vae(config, galaxies, split, run, strategy, verbose, steps) 
             self.model.optimizer.learning_rate.assign(learning_rate(epoch, tc))
 
         def on_epoch_end(self, epoch, logs=None):
-            rows.append({"epoch": epoch, "phase": "baseline_vae", **{k: float(v) for k, v in (logs or {}).items()}})
+            rows.append({"epoch": epoch, "phase": "baseline_vae",
+                         **{k: float(np.mean(v)) for k, v in (logs or {}).items()}})
 
     last = tc.warmup_epochs + tc.vade_epochs
     train_ds = make_dataset(galaxies, tc.batch_size, shuffle=True, seed=config.seed, flips=tc.flips, epochs=last,
-                            initial_epoch=first, indices=split["train"]).repeat()
+                            initial_epoch=first, indices=split["train"], drop_remainder=drop).repeat()
     baseline.fit(train_ds, epochs=last, initial_epoch=first, steps_per_epoch=steps, shuffle=False, verbose=verbose,
                  callbacks=[Schedule()])
     buffer = io.StringIO()

@@ -87,3 +87,9 @@ def test_env_profile(monkeypatch):
     assert env_profile() == "quick"
     monkeypatch.setenv("AVADER_PROFILE", "smoke")
     assert env_profile() == "smoke"
+
+
+def test_exponent_without_dot_is_a_float():
+    assert load_config("smoke", ["training.learning_rate=3e-4"]).training.learning_rate == 3e-4
+    with pytest.raises(AvaderError, match=r"training\.learning_rate: expected float, got str 'fast'"):
+        load_config("smoke", ["training.learning_rate=fast"])

@@ -166,5 +166,5 @@ def test_two_local_workers_train_with_multiworker_strategy(blobs, tmp_path):
     outputs = [p.communicate(timeout=300)[0] for p in procs]
     for p, out in zip(procs, outputs):
         assert p.returncode == 0, out[-2000:]
-        assert "STRATEGY MultiWorkerMirroredStrategy" in out
+        assert "STRATEGY MultiWorkerMirroredStrategy" in out, out[-1500:]
     assert (tmp_path / "worker0" / "model.keras").is_file()

@@ -1,0 +1,301 @@
+"""Tests of avader.deblending: the resampler, detection, the latent-space fit, baselines and metrics.
+
+The model here is analytic (no training): a dense VaDE whose decoder maps z linearly onto a
+Gaussian galaxy with size and ellipticity modes (``relu(B0 + sum_d z_d B_d)``), whose encoder
+returns z = 0, and whose mixture has three known components.
+"""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from avader.errors import AvaderError
+
+SIZE = 32
+LATENT = 3
+
+
+def _gaussian_basis(size, sigma=2.5):
+    y, x = np.indices((size, size)) - (size - 1) / 2.0
+    g = 0.8 * np.exp(-0.5 * (x**2 + y**2) / sigma**2)
+    r2 = (x**2 + y**2) / sigma**2
+    return g, [0.3 * g * (r2 - 1.0), 0.3 * g * (x**2 - y**2) / sigma**2, 0.3 * g * 2 * x * y / sigma**2]
+
+
+@pytest.fixture(scope="module")
+def analytic_model():
+    from avader.model import ModelConfig, build_vade
+
+    config = ModelConfig(architecture="dense", image_size=SIZE, dense_units=(2 * LATENT,), latent_dim=LATENT,
+                         n_components=3, l2=0.0, leaky_relu_slope=0.1, output_activation="relu")
+    model = build_vade(config, seed=0)
+    for layer in model.encoder.layers:
+        layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
+    hidden, output = [layer for layer in model.decoder.layers if layer.get_weights()]
+    hidden.set_weights([np.hstack([np.eye(LATENT), -np.eye(LATENT)]).astype(np.float32),
+                        np.zeros(2 * LATENT, np.float32)])
+    b0, modes = _gaussian_basis(SIZE)
+    kernel = np.vstack([m.ravel() for m in modes] + [-m.ravel() for m in modes]) / 1.1  # leaky(z) - leaky(-z) = 1.1 z
+    output.set_weights([kernel.astype(np.float32), b0.ravel().astype(np.float32)])
+    model.prior.set_mixture([0.4, 0.3, 0.3], [[0, 0, 0], [2.5, 2.5, 0], [-2.5, 0, 2.5]], np.ones((3, LATENT)))
+    return model
+
+
+def _render(model, z, xy, zoom, flux):
+    """Sources as the blend model draws them: decoded, pedestal-free, warped, unit flux times flux."""
+    from avader.deblending import _BlendFit, warp
+
+    fit = _BlendFit(model, 1, len(z), (SIZE, SIZE), 1.0)
+    templates = fit.templates(np.asarray(z, np.float32)[None]).numpy()
+    xy = np.asarray(xy, np.float32)
+    shapes = warp(templates, xy[:, 0], xy[:, 1], np.asarray(zoom, np.float32)).numpy()
+    return shapes / shapes.sum(axis=(1, 2), keepdims=True) * np.asarray(flux)[:, None, None]
+
+
+def _blobs(centres, fluxes, sigma=1.8, size=SIZE):
+    y, x = np.indices((size, size))
+    out = []
+    for (cx, cy), f in zip(centres, fluxes):
+        g = np.exp(-0.5 * ((x - cx) ** 2 + (y - cy) ** 2) / sigma**2)
+        out.append(f * g / g.sum())
+    return np.array(out)
+
+
+# ------------------------------------------------------------------ resampler
+@pytest.mark.parametrize("dx, dy", [(0.3, -1.7), (2.0, 0.0), (-3.25, 4.5)])
+def test_warp_shift_matches_scipy(dx, dy):
+    from avader.deblending import warp
+
+    image = ndimage.gaussian_filter(np.random.default_rng(0).random((SIZE, SIZE)), 2).astype(np.float32)
+    c = (SIZE - 1) / 2.0
+    out = warp(image[None], [c + dx], [c + dy], [1.0]).numpy()[0]
+    expected = ndimage.shift(image, (dy, dx), order=1, mode="grid-constant", cval=0.0)
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("zoom", [1.5, 2.0])
+def test_warp_zoom_matches_scipy(zoom):
+    from avader.deblending import warp
+
+    image = ndimage.gaussian_filter(np.random.default_rng(1).random((SIZE, SIZE)), 2).astype(np.float32)
+    c = (SIZE - 1) / 2.0
+    x0, y0 = c + 1.2, c - 0.7
+    out = warp(image[None], [x0], [y0], [zoom]).numpy()[0]
+    yy, xx = np.indices(image.shape)
+    expected = ndimage.map_coordinates(image, [c + (yy - y0) / zoom, c + (xx - x0) / zoom], order=1,
+                                       mode="grid-constant", cval=0.0)
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+def test_warp_shrinking_averages_and_keeps_the_centre():
+    from avader.deblending import warp
+
+    image = _blobs([(15.5, 15.5)], [1.0], sigma=4.0)[0].astype(np.float32)
+    out = warp(image[None], [10.0], [20.0], [0.5]).numpy()[0]
+    assert out.sum() == pytest.approx(0.25 * image.sum(), rel=1e-3)  # values kept, area quartered
+    from avader.morphology import centroid
+
+    assert centroid(out) == pytest.approx((10.0, 20.0), abs=0.05)
+
+
+def test_warp_is_differentiable_in_position_and_zoom():
+    import tensorflow as tf
+
+    from avader.deblending import warp
+
+    image = tf.constant(_blobs([(15.5, 15.5)], [1.0])[None, 0], tf.float32)
+    x, zoom = tf.Variable([14.0]), tf.Variable([0.8])
+    with tf.GradientTape() as tape:
+        out = warp(image, x, [15.5], zoom)
+        value = tf.reduce_sum(out * tf.range(SIZE, dtype=tf.float32)[None, None, :])
+    gx, gz = tape.gradient(value, [x, zoom])
+    assert np.isfinite(gx.numpy()).all() and gx.numpy()[0] > 0  # moving right raises the first x moment
+    assert np.isfinite(gz.numpy()).all()
+
+
+# ------------------------------------------------------------------ detection and baselines
+def test_detect_finds_two_separated_sources():
+    from avader.deblending import detect
+
+    truth = [(9.0, 10.0), (22.5, 21.0)]
+    rng = np.random.default_rng(2)
+    image = _blobs(truth, [30.0, 15.0]).sum(0) + 0.1 + rng.normal(0, 0.01, (SIZE, SIZE))
+    found = detect(image)
+    assert len(found["centres"]) == 2
+    np.testing.assert_allclose(found["centres"], truth, atol=0.3)   # brightest first
+    assert found["noise_sigma"] == pytest.approx(0.01, rel=0.3)
+    assert found["background"] == pytest.approx(0.1, abs=0.005)
+    assert set(np.unique(found["segmentation"])) == {0, 1, 2}
+
+
+@pytest.mark.parametrize("method", ["photutils_deblend", "sep_deblend"])
+def test_baselines_split_two_blobs(method):
+    import avader.deblending as deb
+
+    truth = [(9.0, 10.0), (22.5, 21.0)]
+    rng = np.random.default_rng(3)
+    image = _blobs(truth, [30.0, 15.0]).sum(0) + rng.normal(0, 0.005, (SIZE, SIZE))
+    result = getattr(deb, method)(image, noise_sigma=0.005)
+    assert result["sources"].shape == (2, SIZE, SIZE)
+    np.testing.assert_allclose(result["centres"], truth, atol=0.3)
+    np.testing.assert_allclose(result["flux"], [30.0, 15.0], rtol=0.1)
+
+
+# ------------------------------------------------------------------ the fit
+def test_fit_recovers_a_synthetic_blend_from_nearby_starts(analytic_model):
+    from avader.deblending import deblend
+
+    z = [[0.3, -0.2, 0.1], [-0.2, 0.3, -0.1]]
+    xy = np.array([[13.3, 14.6], [20.8, 18.2]])
+    flux = np.array([40.0, 20.0])
+    sources = _render(analytic_model, z, xy, [1.0, 0.8], flux)
+    rng = np.random.default_rng(4)
+    blend = sources.sum(0) + 0.05 + rng.normal(0, 0.005, (SIZE, SIZE))
+    start = xy + [[0.6, -0.5], [-0.5, 0.6]]
+    result = deblend(analytic_model, blend, centres=[start], noise_sigma=0.005, steps=300, tol=1e-7)
+    assert result["sources"].shape == (1, 2, SIZE, SIZE)
+    np.testing.assert_allclose(result["flux"][0], flux, rtol=0.03)
+    np.testing.assert_allclose(result["centres"][0], xy, atol=0.3)
+    assert result["background"][0] == pytest.approx(0.05, abs=0.002)
+    assert result["chi2"][0] < 1.5                                  # reduced chi^2 near 1 at the fit
+    np.testing.assert_allclose(result["residual"][0], blend - result["model"][0], atol=1e-6)
+    assert set(result["component"][0]) <= {0, 1, 2}
+
+
+def test_deblend_batches_independent_blends(analytic_model):
+    from avader.deblending import deblend
+
+    one = _render(analytic_model, [[0.0, 0.0, 0.0]], [[12.0, 15.0]], [1.0], [30.0]).sum(0)
+    two = _render(analytic_model, [[0.0, 0.0, 0.0]] * 2, [[10.0, 10.0], [22.0, 21.0]], [1.0, 0.7], [30.0, 15.0]).sum(0)
+    blends = np.stack([one, two]) + np.random.default_rng(5).normal(0, 0.005, (2, SIZE, SIZE))
+    result = deblend(analytic_model, blends, noise_sigma=0.005, steps=30, batch_size=4)
+    assert list(result["n_sources"]) == [1, 2]
+    assert result["sources"].shape == (2, 2, SIZE, SIZE)
+    assert np.all(result["sources"][0, 1] == 0) and result["component"][0, 1] == -1
+    assert result["flux"][1, 0] > result["flux"][1, 1] > 0
+    np.testing.assert_allclose(result["flux"][:, 0], [30.0, 30.0], rtol=0.05)
+
+
+def test_deblend_rejects_wrong_image_size(analytic_model):
+    from avader.deblending import deblend
+
+    with pytest.raises(AvaderError, match="model's size"):
+        deblend(analytic_model, np.zeros((1, 16, 16), np.float32))
+
+
+# ------------------------------------------------------------------ the paper's operation
+def test_remove_companion_leaves_companion_components(analytic_model):
+    from avader.deblending import remove_companion
+
+    images = np.random.default_rng(6).random((4, SIZE, SIZE)).astype(np.float32)
+    result = remove_companion(analytic_model, images, companion_components=[0])
+    assert result["images"].shape == (4, SIZE, SIZE)
+    assert np.all(result["original_component"] == 0) and result["moved"].all()
+    assert not np.isin(result["component"], [0]).any()
+    assert np.all((result["fraction"] > 0) & (result["fraction"] <= 1))
+    kept = remove_companion(analytic_model, images, companion_components=[1])
+    assert not kept["moved"].any()
+    np.testing.assert_allclose(kept["latents"], kept["original_latents"])
+    with pytest.raises(AvaderError, match="companion_components"):
+        remove_companion(analytic_model, images, companion_components=[0, 1, 2])
+
+
+def test_companion_components_from_flags():
+    from avader.deblending import companion_components
+
+    assert companion_components([0, 0, 1, 1, 2, 2], [1, 1, 0, 1, 0, 0]) == [0]
+    assert companion_components([0, 1], [1, 1], min_fraction=0.99) == [0, 1]
+
+
+# ------------------------------------------------------------------ metrics and matching
+def test_source_metrics_hand_cases():
+    from avader.deblending import source_metrics
+
+    truth = _blobs([(15.0, 16.0)], [10.0], sigma=2.5)[0]
+    same = source_metrics(truth, truth)
+    assert same["ssim"] == pytest.approx(1.0) and same["dflux"] == 0.0 and same["mse"] == 0.0
+    assert same["psnr"] == math.inf and same["centroid_error"] == 0.0 and same["ellipticity_error"] == 0.0
+    brighter = source_metrics(truth, 1.1 * truth)
+    assert brighter["dflux"] == pytest.approx(0.1) and brighter["centroid_error"] == pytest.approx(0.0, abs=1e-9)
+    moved = source_metrics(truth, np.roll(truth, 2, axis=1))
+    assert moved["centroid_error"] == pytest.approx(2.0, abs=1e-6) and moved["ssim"] < 0.9
+    empty = source_metrics(truth, np.zeros_like(truth))
+    assert empty["dflux"] == -1.0 and math.isnan(empty["centroid_error"])
+
+
+def test_match_sources():
+    from avader.deblending import match_sources
+
+    true = [[10, 10], [20, 20], [30, 5]]
+    found = [[20.5, 19.5], [10.2, 9.9], [0, 0]]
+    assert sorted(match_sources(true, found, 2.0)) == [(0, 1), (1, 0)]
+    assert match_sources(true, np.zeros((0, 2)), 2.0) == []
+
+
+# ------------------------------------------------------------------ files and the benchmark
+@pytest.fixture(scope="module")
+def blend_set():
+    from avader.simulate import simulate
+
+    return simulate(4, image_size=SIZE, seed=3, blends=True, workers=1, progress=False)
+
+
+def test_benchmark_structure(analytic_model, blend_set):
+    from avader.deblending import benchmark
+
+    result = benchmark(analytic_model, blend_set, methods=("avader", "avader_true_centres", "photutils", "sep"),
+                       steps=5)
+    json.dumps(result, allow_nan=False)
+    assert result["n_blends"] == 4
+    n_true = int(np.sum(blend_set.catalog["n_sources"]))
+    for method, summary in result["methods"].items():
+        assert summary["detection"]["n_true"] == n_true
+        assert 0.0 <= summary["detection"]["recall"] <= 1.0
+        assert summary["overall"]["all"]["n"] == n_true
+        assert len(summary["bins"]) == 12 and len(summary["by_separation"]) == 4
+    assert result["methods"]["avader_true_centres"]["detection"]["recall"] == 1.0
+    assert len(result["per_source"]["ssim"]) == 4 * n_true
+    assert set(result["bar"]) >= {"ssim_beats_photutils_overall", "abs_dflux_bright_within_5pc", "speed_within_2s"}
+    with pytest.raises(AvaderError, match="unknown method"):
+        benchmark(analytic_model, blend_set, methods=("scarlet",))
+
+
+def test_deblend_run_writes_sources(analytic_model, blend_set, tmp_path):
+    from avader.data import GalaxySet
+    from avader.deblending import deblend_run
+
+    run = tmp_path / "run"
+    run.mkdir()
+    analytic_model.save(run / "model.keras")
+    blends = tmp_path / "blends.fits"
+    blend_set.write(blends)
+    out = deblend_run(run, blends, tmp_path / "out.fits", steps=3, max_sources=3, progress=False)
+    result = GalaxySet.read(out)
+    assert result.shape == (4, SIZE, SIZE) and result.extra["SOURCES"].shape == (4, 3, SIZE, SIZE)
+    assert result.extra["RESIDUAL"].shape == (4, SIZE, SIZE)
+    np.testing.assert_allclose(result.get_images(slice(None)), blend_set.get_images(slice(None)))
+    assert {"flux_0", "x_2", "component_1", "n_fit", "chi2"} <= set(result.catalog.colnames)
+    with pytest.raises(AvaderError, match="exists"):
+        deblend_run(run, blends, out, steps=3, progress=False)
+
+
+def test_load_image_png_and_fits(tmp_path):
+    from astropy.io import fits
+    from PIL import Image
+
+    from avader.deblending import load_image
+
+    rgb = np.zeros((40, 60, 3), np.uint8)
+    rgb[15:25, 25:35] = (40, 200, 90)
+    Image.fromarray(rgb).save(tmp_path / "g.png")
+    img = load_image(tmp_path / "g.png", 16)
+    assert img.shape == (16, 16) and img.dtype == np.float32
+    assert img.min() == 0.0 and img.max() == 1.0 and img[8, 8] == 1.0
+    fits.PrimaryHDU(_blobs([(20, 20)], [1.0], size=40)[0]).writeto(tmp_path / "g.fits")
+    img = load_image(tmp_path / "g.fits", 20)
+    assert img.shape == (20, 20) and np.unravel_index(img.argmax(), img.shape) in [(9, 9), (9, 10), (10, 9), (10, 10)]
+    with pytest.raises(AvaderError, match="no such file"):
+        load_image(tmp_path / "missing.png", 16)

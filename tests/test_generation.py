@@ -1,0 +1,305 @@
+"""Tests of avader.generation: sampling, rejection, GalaxySet output, interpolation, realism, baseline,
+published weights and the generation figure builders. Morphological statistics themselves are
+tested in test_morphology.py."""
+
+import keras
+import matplotlib.figure
+import numpy as np
+import pytest
+from astropy.table import Table
+
+import avader
+from avader import generation as gen
+from avader._plot_generation import (
+    plot_component_distances,
+    plot_generated_per_component,
+    plot_interpolation,
+    plot_realism_histograms,
+)
+from avader.config import load_config
+from avader.data import GalaxySet
+from avader.errors import AvaderError
+from avader.model import ModelConfig, build_vade
+from avader.runs import RunDir, read_json, write_json_atomic
+
+TINY = ModelConfig(image_size=16, filters=(4, 4, 2), kernel_sizes=(3, 3, 3), latent_dim=3, n_components=4)
+PUBLISHED_H5 = avader.paths.home().parent / "shared" / "reference" / "astrovader_saved_weights.h5"
+WEIGHTS = np.array([0.1, 0.2, 0.3, 0.4])
+MEANS = np.array([[0.0, 0.0, 0.0], [3.0, -1.0, 0.5], [-2.0, 2.0, 1.0], [1.0, 1.0, -3.0]])
+VARIANCES = np.array([[1.0, 0.5, 2.0], [0.2, 0.3, 0.4], [1.5, 1.0, 0.7], [0.6, 2.5, 0.1]])
+
+
+@pytest.fixture(scope="module")
+def model():
+    m = build_vade(TINY, seed=0)
+    m.prior.set_mixture(WEIGHTS, MEANS, VARIANCES)
+    return m
+
+
+def _blobs(n, size=32, seed=0, width=(1.5, 4.0), q=(0.3, 1.0), noise=0.02):
+    """Noisy elliptical Gaussian galaxies, min-max stretched to [0, 1] like the real data."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:size, :size] - (size - 1) / 2
+    out = np.empty((n, size, size), np.float32)
+    for i in range(n):
+        s, ratio, angle = rng.uniform(*width), rng.uniform(*q), rng.uniform(0, np.pi)
+        u = x * np.cos(angle) + y * np.sin(angle)
+        v = -x * np.sin(angle) + y * np.cos(angle)
+        image = np.exp(-0.5 * (u**2 + (v / ratio) ** 2) / s**2) + noise * rng.standard_normal((size, size))
+        out[i] = (image - image.min()) / (image.max() - image.min())
+    return out
+
+
+# ---------------------------------------------------------------- sampling
+def test_sample_latents_match_component_mean_and_scaled_variance(model):
+    n = 20000
+    for scale in (0.5, 1.0):
+        for c in range(4):
+            z, comp = gen.sample_latents(model, n, component=c, scale=scale, seed=c)
+            assert z.shape == (n, 3) and z.dtype == np.float32 and np.all(comp == c)
+            expected_var = scale * VARIANCES[c]
+            np.testing.assert_allclose(z.mean(0), MEANS[c], atol=5 * np.sqrt(expected_var / n).max())
+            np.testing.assert_allclose(z.var(0), expected_var, rtol=0.05)
+
+
+def test_sample_latents_components_follow_weights_or_equal_counts(model):
+    z, comp = gen.sample_latents(model.prior.get_mixture(), 40000, seed=3)
+    np.testing.assert_allclose(np.bincount(comp, minlength=4) / 40000, WEIGHTS, atol=0.01)
+    z, comp = gen.sample_latents(model, per_component=45, seed=3)
+    assert z.shape == (180, 3)
+    np.testing.assert_array_equal(comp, np.repeat(np.arange(4), 45))
+
+
+def test_sample_latents_deterministic_for_a_seed(model):
+    a = gen.sample_latents(model, 100, seed=7)
+    b = gen.sample_latents(model, 100, seed=7)
+    c = gen.sample_latents(model, 100, seed=8)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], c[0])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"n": 5, "component": 4}, "component: must lie in 0..3"),
+    ({"n": 5, "component": [0, 1]}, "component: expected one index or 5"),
+    ({"n": 5, "scale": 0.0}, "scale: must be a positive"),
+    ({"n": 0}, "n: must be a positive"),
+    ({"n": 7, "per_component": 2}, "per_component"),
+])
+def test_sample_latents_rejects_bad_arguments(model, kwargs, message):
+    with pytest.raises(AvaderError, match=message):
+        gen.sample_latents(model, **kwargs)
+
+
+def test_component_responsibilities_match_the_model(model):
+    z, _ = gen.sample_latents(model, 50, seed=1)
+    gamma = gen.component_responsibilities(model, z)
+    np.testing.assert_allclose(gamma, keras.ops.convert_to_numpy(model.prior.responsibilities(z)), atol=1e-5)
+    np.testing.assert_allclose(gamma.sum(1), 1.0)
+
+
+# ---------------------------------------------------------------- generation
+def test_generate_shapes_range_and_determinism(model):
+    images, catalog = gen.generate(model, 12, component=2, seed=5)
+    assert images.shape == (12, 16, 16) and images.dtype == np.float32
+    assert images.min() >= 0.0 and images.max() <= 1.0
+    assert catalog.colnames == ["id", "component", "latent", "responsibility"]
+    assert catalog["latent"].shape == (12, 3) and np.all(catalog["component"] == 2)
+    again, catalog2 = gen.generate(model, 12, component=2, seed=5)
+    np.testing.assert_array_equal(images, again)
+    np.testing.assert_array_equal(catalog["latent"], catalog2["latent"])
+    decoded = np.clip(keras.ops.convert_to_numpy(model.decode(np.asarray(catalog["latent"])))[..., 0], 0, 1)
+    np.testing.assert_allclose(images, decoded, atol=1e-6)
+    own = gen.component_responsibilities(model, catalog["latent"])[:, 2]
+    np.testing.assert_allclose(catalog["responsibility"], own, rtol=1e-5)
+
+
+def test_rejection_keeps_only_confident_samples(model):
+    _, plain = gen.generate(model, 300, seed=2, scale=2.0)
+    assert np.min(plain["responsibility"]) < 0.9  # otherwise the rejection below proves nothing
+    _, kept = gen.generate(model, 300, seed=2, scale=2.0, reject_below=0.9)
+    assert len(kept) == 300 and np.all(kept["responsibility"] > 0.9)
+    gamma = gen.component_responsibilities(model, kept["latent"])
+    assert np.all(gamma[np.arange(300), kept["component"]] > 0.9)
+    # rejection resamples within the slot's component: proportions are those drawn before rejection
+    np.testing.assert_array_equal(kept["component"], plain["component"])
+
+
+def test_rejection_on_reencoded_images_and_give_up(model):
+    images, catalog = gen.generate(model, 10, seed=4, reject_below=0.0, reject_on="image")
+    gamma = keras.ops.convert_to_numpy(model.responsibilities(images))
+    np.testing.assert_allclose(catalog["responsibility"], gamma[np.arange(10), catalog["component"]], rtol=1e-4)
+    with pytest.raises(AvaderError, match=r"reject_below=0.999999: only \d+ of 50 samples kept after 2 tries"):
+        gen.generate(model, 50, seed=0, scale=50.0, reject_below=0.999999, max_tries=2)
+    with pytest.raises(AvaderError, match="reject_on"):
+        gen.generate(model, 5, reject_on="pixels")
+
+
+def _save_run_model(model, folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder / "model.keras")
+    return folder
+
+
+def test_generate_run_writes_a_galaxyset(model, tmp_path):
+    run = _save_run_model(model, tmp_path / "run")
+    out = gen.generate_run(run, 10, tmp_path / "generated.fits", component=1, scale=0.5, seed=3)
+    gs = GalaxySet.read(out)
+    assert gs.shape == (10, 16, 16) and gs.images.dtype.kind == "f" and gs.images.dtype.itemsize == 4
+    assert {"id", "component", "latent", "responsibility"} <= set(gs.catalog.colnames)
+    assert gs.catalog["latent"].shape == (10, 3) and np.all(gs.catalog["component"] == 1)
+    assert gs.meta["SCALE"] == 0.5 and gs.meta["SEED"] == 3 and gs.meta["RUN"] == str(run)
+    assert gs.meta["COMPSEL"] == 1
+    images, catalog = gen.generate(model, 10, component=1, scale=0.5, seed=3)
+    np.testing.assert_allclose(gs.get_images(slice(None)), images, atol=1e-6)
+    np.testing.assert_allclose(gs.catalog["latent"], catalog["latent"])
+    with pytest.raises(AvaderError, match="generated.fits: exists"):
+        gen.generate_run(run, 10, tmp_path / "generated.fits")
+    out8 = gen.generate_run(run, None, tmp_path / "g8.fits", per_component=2, dtype="uint8", reject_below=0.5)
+    gs8 = GalaxySet.read(out8)
+    assert gs8.images.dtype == np.uint8 and len(gs8) == 8 and gs8.meta["REJECT"] == 0.5
+    assert np.all(gs8.catalog["responsibility"] > 0.5)
+
+
+# ---------------------------------------------------------------- interpolation
+def test_interpolation_endpoints_are_reconstructions(model):
+    images = _blobs(2, size=16, seed=1)
+    strip, z = gen.interpolate(model, images[0], images[1], steps=5, return_latents=True)
+    assert strip.shape == (5, 16, 16)
+    reconstruction = np.clip(keras.ops.convert_to_numpy(model(images[..., None]))[..., 0], 0, 1)
+    np.testing.assert_allclose(strip[0], reconstruction[0], atol=1e-5)
+    np.testing.assert_allclose(strip[-1], reconstruction[1], atol=1e-5)
+    np.testing.assert_allclose(z[2], 0.5 * (z[0] + z[-1]), atol=1e-6)
+    strip = gen.interpolate(model, 0, 3, steps=3)
+    ends = np.clip(keras.ops.convert_to_numpy(model.decode(MEANS[[0, 3]].astype(np.float32)))[..., 0], 0, 1)
+    np.testing.assert_allclose(strip[[0, -1]], ends, atol=1e-5)
+    with pytest.raises(AvaderError, match="component must be an integer in 0..3"):
+        gen.interpolate(model, 0, 9)
+    with pytest.raises(AvaderError, match="steps"):
+        gen.interpolate(model, 0, 1, steps=1)
+
+
+# ---------------------------------------------------------------- realism
+def test_realism_zero_against_itself_and_larger_when_shifted():
+    real = _blobs(80, seed=0)
+    same = gen.realism(real, real)
+    assert same["min_threshold"] > 0
+    for name in gen.REALISM_STATISTICS:
+        assert same["statistics"][name]["wasserstein"] == pytest.approx(0.0, abs=1e-12)
+        assert same["statistics"][name]["ks_statistic"] == pytest.approx(0.0, abs=1e-12)
+    twin = gen.realism(real, _blobs(80, seed=1))
+    broader = gen.realism(real, _blobs(80, seed=1, width=(3.0, 6.0)))
+    rounder = gen.realism(real, _blobs(80, seed=1, q=(0.8, 1.0)))
+    assert twin["mean_wasserstein"] < 0.4
+    assert broader["statistics"]["r_half"]["wasserstein"] > 3 * twin["statistics"]["r_half"]["wasserstein"] + 0.3
+    assert rounder["statistics"]["axis_ratio"]["wasserstein"] > twin["statistics"]["axis_ratio"]["wasserstein"] + 0.5
+    assert broader["mean_wasserstein"] > twin["mean_wasserstein"]
+
+
+def test_realism_per_component_compares_matching_components():
+    small, large = _blobs(40, seed=2, width=(1.5, 2.0)), _blobs(40, seed=3, width=(4.0, 5.0))
+    real = np.concatenate([small, large])
+    labels = np.repeat([0, 1], 40)
+    generated = np.concatenate([_blobs(30, seed=4, width=(1.5, 2.0)), _blobs(30, seed=5, width=(4.0, 5.0))])
+    gen_labels = np.repeat([0, 1], 30)
+    matched = gen.realism_per_component(real, labels, generated, gen_labels)
+    swapped = gen.realism_per_component(real, labels, generated, 1 - gen_labels)
+    assert matched["table_components"] == [0, 1]
+    assert np.asarray(matched["wasserstein_table"]).shape == (2, len(gen.REALISM_STATISTICS))
+    assert matched["components"]["0"]["n_real"] == 40 and matched["components"]["1"]["n_generated"] == 30
+    assert swapped["mean_wasserstein"] > matched["mean_wasserstein"] + 1.0
+    sparse = gen.realism_per_component(real, labels, generated[:33], np.repeat([0, 1], [30, 3]))
+    assert "mean_wasserstein" not in sparse["components"]["1"] and np.all(np.isnan(sparse["wasserstein_table"][1]))
+    with pytest.raises(AvaderError, match="generated_components"):
+        gen.realism_per_component(real, labels, generated, gen_labels[:5])
+
+
+def _tiny_run(tmp_path, model):
+    config = load_config("smoke", {"model.image_size": 16, "model.filters": [4, 4, 2], "model.kernel_sizes": [3, 3, 3],
+                                   "model.latent_dim": 3, "model.n_components": 4, "data.image_size": 16,
+                                   "training.batch_size": 16, "training.warmup_epochs": 1, "training.vade_periods": 0})
+    data = GalaxySet.from_arrays(_blobs(48, size=16, seed=9)).write(tmp_path / "real.fits")
+    config = config.replace({"data.path": str(data)})
+    run = RunDir(tmp_path / "run").create(config)
+    model.save(run / "model.keras")
+    return config, run, data
+
+
+def test_baseline_and_realism_report_merge_into_metrics(model, tmp_path):
+    config, run, data = _tiny_run(tmp_path, model)
+    path = gen.train_baseline_vae(config, data, run.path)
+    assert path == run / "baseline_vae.keras"
+    assert "baseline_vae" in run.manifest()["phases"]
+    with pytest.raises(AvaderError, match="exists"):
+        gen.train_baseline_vae(config, data, run.path)
+    baseline = gen.load_baseline_vae(run.path)
+    a = gen.sample_baseline(baseline, 6, seed=1)
+    assert a.shape == (6, 16, 16) and np.array_equal(a, gen.sample_baseline(baseline, 6, seed=1))
+    write_json_atomic(run / "metrics.json", {"clustering": {"nmi": 0.5}})
+    report, samples = gen.realism_report(run.path, n=None, seed=0, return_samples=True)
+    metrics = read_json(run / "metrics.json")
+    assert metrics["clustering"] == {"nmi": 0.5}
+    assert metrics["generation"]["n_real"] == 48 and metrics["generation"]["scale"] == 0.5
+    assert metrics["generation"]["n_generated"] == 48
+    assert set(report) >= {"vade", "baseline", "per_component", "vade_closer_than_baseline", "min_threshold"}
+    assert set(report["vade"]["statistics"]) == set(gen.REALISM_STATISTICS)
+    assert report["baseline"] is not None and samples["baseline"]["r_half"].shape == (48,)
+    real = GalaxySet.read(data)
+    expected = keras.ops.convert_to_numpy(model.responsibilities(real.get_images(slice(None)))).argmax(1)
+    np.testing.assert_array_equal(samples["real_components"], expected)
+    # assignments come from clusters.fits when the clustering stage wrote it
+    constant = 3 if np.any(expected != 3) else 0
+    Table({"id": real.ids, "component": np.full(len(real), constant)}).write(run / "clusters.fits")
+    report, samples = gen.realism_report(run.path, n=20, seed=1, baseline=False, write=False, return_samples=True)
+    assert report["n_real"] == 20 and report["baseline"] is None and "baseline" not in samples
+    assert np.all(samples["real_components"] == constant)
+    assert read_json(run / "metrics.json")["generation"]["n_real"] == 48
+
+
+def test_load_baseline_missing_is_an_error(tmp_path):
+    with pytest.raises(AvaderError, match="baseline_vae.keras: no baseline VAE"):
+        gen.load_baseline_vae(tmp_path)
+
+
+# ---------------------------------------------------------------- published weights
+@pytest.fixture(scope="module")
+def published_path():
+    if not PUBLISHED_H5.is_file():
+        pytest.skip(f"reference weights not found: {PUBLISHED_H5}")
+    return PUBLISHED_H5
+
+
+def test_published_generation_deterministic_and_non_negative(published_path):
+    a = gen.published_generation(published_path, per_component=2, seed=0)
+    b = gen.published_generation(published_path, per_component=2, seed=0)
+    assert a.shape == (12, 2, 128, 128) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+    assert a.min() >= 0.0 and a.max() <= 1.0
+    # every component decodes to light concentrated in the centre, not to an empty or flat image
+    centre, frame = a[..., 48:80, 48:80].mean(axis=(-1, -2)), a[..., :8, :].mean(axis=(-1, -2))
+    assert np.all(centre > 2 * frame)
+
+
+@pytest.mark.slow
+def test_published_generation_paper_figure(published_path):
+    a = gen.published_generation(published_path, per_component=45, seed=0)
+    assert a.shape == (12, 45, 128, 128) and a.min() >= 0.0
+    np.testing.assert_array_equal(a, gen.published_generation(published_path, per_component=45, seed=0))
+
+
+# ---------------------------------------------------------------- figures
+def test_figure_builders_return_figures():
+    images = np.random.default_rng(0).random((3, 4, 8, 8))
+    fig = plot_generated_per_component(images)
+    assert isinstance(fig, matplotlib.figure.Figure) and len(fig.axes) == 12
+    assert len(plot_interpolation(images[0]).axes) == 4
+    samples = {"real": {"r_half": np.arange(10.0), "gini": np.ones(10)},
+               "VaDE": {"r_half": np.arange(10.0) + 1, "gini": np.ones(10)}}
+    fig = plot_realism_histograms(samples, {"VaDE": {"statistics": {"r_half": {"wasserstein": 0.123}}}}, ncols=2)
+    assert "VaDE 0.123" in fig.axes[0].get_title()
+    table = {"table_components": [0, 1], "table_statistics": ["r_half", "gini"],
+             "wasserstein_table": [[0.1, float("nan")], [0.2, 0.3]],
+             "components": {"0": {"n_real": 5}, "1": {"n_real": 7}}}
+    fig = plot_component_distances(table)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts == ["0.10", "-", "0.20", "0.30"]
