@@ -121,6 +121,74 @@ def cmd_simulate(args):
 cmd_simulate.arguments = _simulate_args
 
 
+# ---------------------------------------------------------------- fetch and prepare
+def _fetch_args(p):
+    p.add_argument("name", choices=("galaxy10", "gz2-images", "gz2-labels", "published-weights"), help="what to download")
+    p.add_argument("--dest", type=Path, help="folder (default: data/raw/NAME)")
+    p.add_argument("--url", help="download from this URL instead (single-file data sets)")
+    p.add_argument("--sha256", help="expected SHA-256 of the file (single-file data sets)")
+
+
+@command("fetch", "download a public data set or the published weights, resumable and checksummed",
+         "examples:\n  avader fetch published-weights\n  avader fetch galaxy10 --dest /scratch/galaxy10\n"
+         "  avader fetch gz2-images && avader fetch gz2-labels")
+def cmd_fetch(args):
+    from .fetch import fetch
+
+    path = fetch(args.name, dest=args.dest, url=args.url, sha256=args.sha256, progress=_progress(args))
+    print(path)
+    return 0
+
+
+cmd_fetch.arguments = _fetch_args
+
+
+def _prepare_args(p):
+    p.add_argument("source", choices=("gz2", "kaggle", "galaxy10", "images"), help="kind of input")
+    p.add_argument("--out", type=Path, required=True, help="GalaxySet file to write")
+    p.add_argument("--size", type=int, default=128, help="output pixels per side (default 128, as the paper)")
+    p.add_argument("--recipe", choices=("astrovader", "asinh"), help="preprocessing recipe (default astrovader)")
+    p.add_argument("--crop-fraction", type=float, help="centre crop as a fraction of the input (paper: 0.75)")
+    p.add_argument("--on-error", choices=("fail", "skip"), default="fail",
+                   help="stop at the first bad image (default) or skip bad images and list them in a report")
+    p.add_argument("--workers", type=int, help="decoding processes (default: all cores)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--images", type=Path, help="gz2, kaggle: folder of JPEG images")
+    p.add_argument("--mapping", type=Path, help="gz2: gz2_filename_mapping.csv")
+    p.add_argument("--catalog", type=Path, help="gz2: Hart et al. 2016 gz2_hart16.csv(.gz); images: CSV joined on the file stem")
+    p.add_argument("--split", help="gz2: split file (dr7objid,split) or 'paper' for the paper's split")
+    p.add_argument("--columns", choices=("paper", "all"), help="gz2: catalogue columns to keep")
+    p.add_argument("--labels", type=Path, help="kaggle: training_solutions_rev1.csv")
+    p.add_argument("--input", type=Path, help="galaxy10: Galaxy10.h5; images: folder of JPEG/PNG/FITS cutouts")
+    p.add_argument("--id-column", help="images: catalogue column holding the file stem")
+
+
+_PREPARE_OPTIONS = {"gz2": ("images", "mapping", "catalog", "split", "columns"), "kaggle": ("images", "labels"),
+                    "galaxy10": ("input",), "images": ("input", "catalog", "id_column")}
+
+
+@command("prepare", "turn GZ2, Kaggle Galaxy Zoo, Galaxy10 or an image folder into GalaxySets (paper preprocessing)",
+         "examples:\n  avader prepare gz2 --images data/raw/gz2-images/images --mapping data/raw/gz2-images/gz2_filename_mapping.csv \\\n"
+         "      --catalog data/raw/gz2-labels/gz2_hart16.csv.gz --split paper --out data/processed/gz2.fits\n"
+         "  avader prepare galaxy10 --input data/raw/galaxy10/Galaxy10.h5 --size 64 --out galaxy10.fits\n"
+         "  avader prepare images --input cutouts/ --catalog cutouts.csv --on-error skip --out mine.fits")
+def cmd_prepare(args):
+    from .sources import prepare
+
+    options = {k: getattr(args, k) for k in _PREPARE_OPTIONS[args.source] if getattr(args, k) is not None}
+    for key in ("recipe", "crop_fraction"):
+        if getattr(args, key) is not None:
+            options[key] = getattr(args, key)
+    written = prepare(args.source, args.out, size=args.size, on_error=args.on_error, workers=args.workers,
+                      progress=_progress(args), overwrite=args.overwrite, **options)
+    for path in written:
+        print(path)
+    return 0
+
+
+cmd_prepare.arguments = _prepare_args
+
+
 # ---------------------------------------------------------------- train
 def _train_args(p):
     _add_config_options(p)
@@ -164,7 +232,7 @@ def _import_args(p):
 
 @command("import-weights", "convert the original AstroVaDEr weights into a run directory (published profile)",
          "examples:\n  avader fetch published-weights\n"
-         "  avader import-weights data/raw/astrovader_saved_weights.h5 --out published")
+         "  avader import-weights data/raw/published-weights/astrovader_saved_weights.h5 --out published")
 def cmd_import_weights(args):
     from .training import import_published_run
 
@@ -174,6 +242,33 @@ def cmd_import_weights(args):
 
 
 cmd_import_weights.arguments = _import_args
+
+
+# ---------------------------------------------------------------- cluster
+def _cluster_args(p):
+    p.add_argument("--run", required=True, help="run name under data/runs or a folder (trained or imported)")
+    p.add_argument("--data", type=Path, help="GalaxySet to analyse (default: the run's training data)")
+    p.add_argument("--labels", help="catalogue column to score against (default: detected: family, label, GZ2 votes)")
+    p.add_argument("--no-baselines", action="store_true", help="skip the baseline clusterings")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing clusters.fits")
+
+
+@command("cluster", "assign galaxies to mixture components; metrics against truth, labels and baselines",
+         "examples:\n  avader cluster --run quick\n  avader cluster --run published --data data/processed/gz2_test.fits\n"
+         "  avader cluster --run quick --labels family --overwrite")
+def cmd_cluster(args):
+    from .clustering import cluster_run
+
+    metrics = cluster_run(args.run, data=args.data, overwrite=args.overwrite, progress=_progress(args),
+                          baselines=not args.no_baselines, labels=args.labels)
+    for target, methods in (metrics.get("summary") or {}).items():
+        if isinstance(methods, dict) and "nmi" in methods:
+            log.info("%s: NMI %s", target, ", ".join(f"{k} {v:.3f}" for k, v in methods["nmi"].items() if v is not None))
+    log.info("wrote clusters.fits and metrics.json in the run directory %s", args.run)
+    return 0
+
+
+cmd_cluster.arguments = _cluster_args
 
 
 # ---------------------------------------------------------------- reproduce

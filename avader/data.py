@@ -81,6 +81,9 @@ def write_atomic(path: str | os.PathLike, writer_fn: Callable[[Path], None], ove
     tmp = Path(tmp_name)
     try:
         writer_fn(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

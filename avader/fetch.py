@@ -52,6 +52,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20  # bytes per read
+_BACKOFF = 1.0  # seconds before the first retry of a cut download; doubles each time
 _ZENODO = "https://zenodo.org/records/3565489/files/{}?download=1"
 _WEIGHTS = "https://github.com/AshleySpindler/AstroVaDEr-Public/raw/{}/data/saved_weights.h5"
 
@@ -247,7 +248,7 @@ def _transfer(url: str, part: Path, progress: bool, retries: int, timeout: float
             if attempt == retries:
                 raise AvaderError(f"{url}: {err}; run again to resume from {part.stat().st_size} bytes") from None
             log.info("%s: %s; resuming (attempt %d of %d)", url, err, attempt + 2, retries + 1)
-            time.sleep(min(2.0**attempt, 10.0) * 0.1)
+            time.sleep(min(_BACKOFF * 2.0**attempt, 30.0))
 
 
 class _Cut(Exception):
@@ -359,7 +360,7 @@ def _check_space(folder: Path, needed: int, url: str) -> None:
 
 def _extract_once(archive: Path, dest: Path, max_bytes: int) -> None:
     marker = archive.with_name(archive.name + ".extracted")
-    digest = sha256sum(archive)
+    digest = _sidecar(archive).read_text().split()[0]  # verified by download() just before
     if marker.is_file() and marker.read_text().strip() == digest:
         log.info("%s: already extracted", archive)
         return
@@ -430,6 +431,9 @@ def extract_zip(archive, dest, max_bytes: int = 16 * 2**30, max_files: int = 2_0
         clashes = [top for top in tops if (dest / top).exists()]
         if clashes:
             raise AvaderError(f"{archive}: {dest / clashes[0]} already exists; remove it to extract again")
+        for stale in dest.glob(f".{archive.name}.*"):  # left by an extraction that was killed
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{archive.name}.", dir=dest))
         try:
             _check_space(dest, declared, str(archive))

@@ -78,9 +78,9 @@ PUBLISHED_WEIGHTS_NAME = "astrovader_saved_weights.h5"
 
 def published_weights() -> Path | None:
     """The original authors' weights file, if present: ``$AVADER_WEIGHTS``, then
-    ``data/raw/astrovader_saved_weights.h5`` (``avader fetch published-weights``), then a
+    ``data/raw/published-weights/astrovader_saved_weights.h5`` (``avader fetch published-weights``), then a
     ``shared/reference`` folder beside the checkout (the developers' reference copy)."""
-    candidates = [os.environ.get("AVADER_WEIGHTS"), raw_dir() / PUBLISHED_WEIGHTS_NAME,
+    candidates = [os.environ.get("AVADER_WEIGHTS"), raw_dir() / "published-weights" / PUBLISHED_WEIGHTS_NAME,
                   home().parent / "shared" / "reference" / PUBLISHED_WEIGHTS_NAME]
     for candidate in candidates:
         if candidate and Path(candidate).is_file():

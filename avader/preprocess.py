@@ -1,4 +1,4 @@
-"""Preprocessing recipes: one decoded cutout in, one grey square image out.
+"""Preprocessing recipes: one decoded cutout in, one grey square image out; many in parallel.
 
 The default recipe, ``astrovader``, is the paper's (Spindler et al. 2021, section 2):
 
@@ -31,13 +31,20 @@ deviation, then the same per-image min-max stretch, stored float32 in [0, 1].
 
 Every recipe's parameters go into the GalaxySet header through :meth:`Recipe.header`
 (keys of at most 8 characters: ``RECIPE``, ``SIZE``, ``CROPFRAC``, ``WEIGHTR`` ...).
+
+:func:`preprocess_many` applies a recipe to many files (:class:`FileReader`) or HDF5 rows
+(:class:`HDF5Reader`) over all cores, in order, handing each block of results to a sink so
+that memory stays flat in the number of images; :mod:`avader.sources` builds on it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import multiprocessing
 import os
+import sys
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +61,10 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "FITS_SUFFIXES",
     "ImageProblem",
+    "FileReader",
+    "HDF5Reader",
+    "preprocess_many",
+    "default_workers",
 ]
 
 log = logging.getLogger(__name__)
@@ -380,3 +391,152 @@ def _read_fits(path: Path) -> np.ndarray:
 def _one_line(err: BaseException) -> str:
     text = " ".join(str(err).split())
     return text if len(text) <= 160 else text[:157] + "..."
+
+
+# ---------------------------------------------------------------- many images, in parallel
+class FileReader:
+    """Items of :func:`preprocess_many`: item i is the image file ``files[i]``."""
+
+    def __init__(self, files):
+        self.files = [str(f) for f in files]
+
+    def __len__(self):
+        return len(self.files)
+
+    def name(self, index: int) -> str:
+        return self.files[index]
+
+    def read(self, start: int, stop: int, min_side=None):
+        """Yield ``(image, full_shape)`` or an ImageProblem for items ``start .. stop``."""
+        for path in self.files[start:stop]:
+            try:
+                yield decode(path, min_side)
+            except ImageProblem as err:
+                yield err
+            except Exception as err:  # one bad file must not stop a skip run
+                yield ImageProblem(f"cannot decode ({err.__class__.__name__}: {err})")
+
+
+class HDF5Reader:
+    """Items of :func:`preprocess_many`: row i of the HDF5 dataset ``key`` (each process opens the file)."""
+
+    def __init__(self, path, key: str, n: int):
+        self.path, self.key, self.n = str(path), key, int(n)
+        self._file = None
+
+    def __len__(self):
+        return self.n
+
+    def __getstate__(self):
+        return {"path": self.path, "key": self.key, "n": self.n, "_file": None}
+
+    def name(self, index: int) -> str:
+        return f"{self.path}[{self.key}][{index}]"
+
+    def read(self, start: int, stop: int, min_side=None):
+        """Yield ``(image, None)`` for rows ``start .. stop`` (one read of the whole block)."""
+        import h5py
+
+        if self._file is None:
+            self._file = h5py.File(self.path, "r")
+        for image in np.asarray(self._file[self.key][start:stop]):
+            yield image, None
+
+
+_WORKER = {}
+
+
+def _init_worker(reader, recipe) -> None:
+    _WORKER["reader"], _WORKER["recipe"] = reader, recipe
+
+
+def _work(task):
+    return _process(_WORKER["reader"], _WORKER["recipe"], *task)
+
+
+def _process(reader, recipe: Recipe, start: int, stop: int):
+    block = np.zeros((stop - start, recipe.size, recipe.size), dtype=recipe.dtype)
+    failures = []
+    min_side = recipe.min_input_side() if recipe.draft else None
+    for offset, item in enumerate(reader.read(start, stop, min_side)):
+        try:
+            if isinstance(item, ImageProblem):
+                raise item
+            block[offset] = recipe.apply(*item)
+        except ImageProblem as err:
+            failures.append((start + offset, str(err)))
+    return start, block, failures
+
+
+def default_workers() -> int:
+    """Number of CPU cores this process may run on (the default number of decoding processes)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def preprocess_many(reader, recipe: Recipe, sink, on_error: str = "fail", workers=None, progress: bool = True,
+                    desc: str = "prepare"):
+    """Decode and preprocess every item of ``reader`` in parallel, in order, streaming the results.
+
+    Parameters
+    ----------
+    reader : FileReader or HDF5Reader
+        The items (files or HDF5 rows); sent once to each worker process.
+    recipe : Recipe
+    sink : callable
+        ``sink(start, block)`` receives each block of results, (m, size, size) of ``recipe.dtype``,
+        in order; rows of bad images hold zeros (skip mode).
+    on_error : {"fail", "skip"}
+        Stop at the first bad image (AvaderError naming it) or collect the failures.
+    workers : int, optional
+        Processes; default all cores available to this process. 1 decodes in this process.
+    progress : bool
+        tqdm bar with rate and ETA.
+    desc : str
+        Label of the progress bar and of errors about the pool.
+
+    Returns
+    -------
+    list of (int, str)
+        The bad items as (index, reason), in order.
+    """
+    from tqdm.auto import tqdm
+
+    n = len(reader)
+    workers = default_workers() if workers is None else int(workers)
+    if workers < 1:
+        raise AvaderError(f"workers must be at least 1, got {workers}")
+    chunk = int(max(1, min(64, -(-n // (workers * 4)))))
+    tasks = [(start, min(start + chunk, n)) for start in range(0, n, chunk)]
+    pool = None
+    if workers > 1 and len(tasks) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        # fork on Linux: no re-import of the caller's __main__ (scripts need no main guard);
+        # the workers only use NumPy and Pillow. Elsewhere spawn, the platform default.
+        method = "fork" if sys.platform.startswith("linux") else "spawn"
+        pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=multiprocessing.get_context(method),
+                                   initializer=_init_worker, initargs=(reader, recipe))
+        results = pool.map(_work, tasks)
+    else:
+        results = (_process(reader, recipe, *task) for task in tasks)
+    failures = []
+    bar = tqdm(total=n, unit="img", desc=desc, disable=not progress, smoothing=0.05)
+    try:
+        for start, block, fails in results:
+            if fails and on_error == "fail":
+                index, reason = fails[0]
+                raise AvaderError(f"{reader.name(index)}: {reason} (--on-error skip leaves bad images out)")
+            failures.extend(fails)
+            sink(start, block)
+            bar.update(len(block))
+    except BrokenProcessPool as err:
+        raise AvaderError(f"{desc}: a decoding process died ({err}); out of memory? try fewer --workers") from None
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    log.info("decoded %d images with %d worker(s), %d bad", n, workers if pool else 1, len(failures))
+    return failures

@@ -28,19 +28,16 @@ import gzip
 import inspect
 import io
 import logging
-import multiprocessing
 import os
 import shutil
-import sys
 import tempfile
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
 
 from .data import GalaxySetWriter, write_atomic
 from .errors import AvaderError
-from .preprocess import IMAGE_SUFFIXES, ImageProblem, Recipe, decode, get_recipe
+from .preprocess import IMAGE_SUFFIXES, FileReader, HDF5Reader, Recipe, get_recipe, preprocess_many
 
 __all__ = [
     "prepare",
@@ -71,131 +68,6 @@ GALAXY10_LABELS = (
 )
 _JPEG_SCALE = "GZ2 424px JPEG field, not the paper's 0.02 R90/px cutouts"
 _CHUNK = 4096  # rows per copy from the scratch file into an output
-
-
-# ---------------------------------------------------------------- readers (sent once to each worker)
-class _FileReader:
-    """Item i is the image file ``files[i]``."""
-
-    def __init__(self, files):
-        self.files = [str(f) for f in files]
-
-    def __len__(self):
-        return len(self.files)
-
-    def name(self, index: int) -> str:
-        return self.files[index]
-
-    def read(self, start: int, stop: int, min_side=None):
-        for path in self.files[start:stop]:
-            try:
-                yield decode(path, min_side)
-            except ImageProblem as err:
-                yield err
-            except Exception as err:  # one bad file must not stop a skip run
-                yield ImageProblem(f"cannot decode ({err.__class__.__name__}: {err})")
-
-
-class _H5Reader:
-    """Item i is row i of the HDF5 dataset ``key``; each process opens the file itself."""
-
-    def __init__(self, path, key: str, n: int):
-        self.path, self.key, self.n = str(path), key, int(n)
-        self._file = None
-
-    def __len__(self):
-        return self.n
-
-    def __getstate__(self):
-        return {"path": self.path, "key": self.key, "n": self.n, "_file": None}
-
-    def name(self, index: int) -> str:
-        return f"{self.path}[{self.key}][{index}]"
-
-    def read(self, start: int, stop: int, min_side=None):
-        import h5py
-
-        if self._file is None:
-            self._file = h5py.File(self.path, "r")
-        for image in np.asarray(self._file[self.key][start:stop]):
-            yield image, None
-
-
-_WORKER = {}
-
-
-def _init_worker(reader, recipe) -> None:
-    _WORKER["reader"], _WORKER["recipe"] = reader, recipe
-
-
-def _work(task):
-    return _process(_WORKER["reader"], _WORKER["recipe"], *task)
-
-
-def _process(reader, recipe: Recipe, start: int, stop: int):
-    block = np.zeros((stop - start, recipe.size, recipe.size), dtype=recipe.dtype)
-    failures = []
-    min_side = recipe.min_input_side() if recipe.draft else None
-    for offset, item in enumerate(reader.read(start, stop, min_side)):
-        try:
-            if isinstance(item, ImageProblem):
-                raise item
-            block[offset] = recipe.apply(*item)
-        except ImageProblem as err:
-            failures.append((start + offset, str(err)))
-    return start, block, failures
-
-
-def _default_workers() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def _decode(reader, recipe: Recipe, sink, on_error: str, workers, progress: bool, desc: str):
-    """Decode every item of ``reader`` in order; ``sink(start, block)`` stores each block.
-
-    Returns the failures ``[(index, reason)]`` (skip mode); in fail mode raises at the first.
-    """
-    from tqdm.auto import tqdm
-
-    n = len(reader)
-    workers = _default_workers() if workers is None else int(workers)
-    if workers < 1:
-        raise AvaderError(f"workers must be at least 1, got {workers}")
-    chunk = int(max(1, min(64, -(-n // (workers * 4)))))
-    tasks = [(start, min(start + chunk, n)) for start in range(0, n, chunk)]
-    pool = None
-    if workers > 1 and len(tasks) > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
-        # fork on Linux: no re-import of the caller's __main__ (scripts need no main guard);
-        # the workers only use NumPy and Pillow. Elsewhere spawn, the platform default.
-        method = "fork" if sys.platform.startswith("linux") else "spawn"
-        pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=multiprocessing.get_context(method),
-                                   initializer=_init_worker, initargs=(reader, recipe))
-        results = pool.map(_work, tasks)
-    else:
-        results = (_process(reader, recipe, *task) for task in tasks)
-    failures = []
-    bar = tqdm(total=n, unit="img", desc=desc, disable=not progress, smoothing=0.05)
-    try:
-        for start, block, fails in results:
-            if fails and on_error == "fail":
-                index, reason = fails[0]
-                raise AvaderError(f"{reader.name(index)}: {reason} (--on-error skip leaves bad images out)")
-            failures.extend(fails)
-            sink(start, block)
-            bar.update(len(block))
-    except BrokenProcessPool as err:
-        raise AvaderError(f"{desc}: a decoding process died ({err}); out of memory? try fewer --workers") from None
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-    log.info("decoded %d images with %d worker(s), %d bad", n, workers if pool else 1, len(failures))
-    return failures
 
 
 # ---------------------------------------------------------------- the one writer of every source
@@ -236,7 +108,7 @@ def _build(reader, catalog, outputs, recipe: Recipe, meta: dict, on_error: str, 
         path, _, extra = outputs[0]
         with GalaxySetWriter(path, n, shape, recipe.dtype, {**header, **extra, "NSKIPPED": 0},
                              overwrite=overwrite) as writer:
-            _decode(reader, recipe, writer.write, on_error, workers, progress, desc)
+            preprocess_many(reader, recipe, writer.write, on_error, workers, progress, desc)
             writer.set_catalog(catalog)
         return [path]
     parent = outputs[0][0].parent
@@ -248,7 +120,7 @@ def _build(reader, catalog, outputs, recipe: Recipe, meta: dict, on_error: str, 
         def sink(start, block):
             scratch[start : start + len(block)] = block
 
-        failures = _decode(reader, recipe, sink, on_error, workers, progress, desc)
+        failures = preprocess_many(reader, recipe, sink, on_error, workers, progress, desc)
         good = np.ones(n, dtype=bool)
         good[[index for index, _ in failures]] = False
         if on_error == "skip":
@@ -508,7 +380,7 @@ def prepare_gz2(images, mapping, catalog, out, split=None, columns: str = "paper
     if split is not None:
         outputs, keep = _split_outputs(split, ids, out)
         table_out = table_out[keep]
-    reader = _FileReader([files[pairs[i][1]] for i in keep])
+    reader = FileReader([files[pairs[i][1]] for i in keep])
     return _build(reader, table_out, outputs, recipe, meta, on_error, workers, progress, overwrite, "prepare gz2",
                   report_for=out)
 
@@ -565,7 +437,7 @@ def prepare_kaggle(images, labels, out, recipe="astrovader", size: int = 128, cr
     table_out.remove_column("GalaxyID")
     table_out.add_column(ids[rows], name="id", index=0)
     table_out.add_column([files[str(i)].name for i in ids[rows]], name="file", index=1)
-    reader = _FileReader([files[str(i)] for i in ids[rows]])
+    reader = FileReader([files[str(i)] for i in ids[rows]])
     meta = {"SOURCE": "kaggle", "LABELS": labels_path.name, "SCALE": _JPEG_SCALE}
     return _build(reader, table_out, [(out, np.arange(len(rows)), {})], recipe, meta, on_error, workers, progress,
                   overwrite, "prepare kaggle")
@@ -618,7 +490,7 @@ def prepare_galaxy10(input, out, label_names=None, recipe="astrovader", size: in
     from astropy.table import Table
 
     meta = {"SOURCE": "galaxy10", "INPUT": path.name}
-    return _build(_H5Reader(path, "images", shape[0]), Table(catalog), [(out, np.arange(shape[0]), {})], recipe, meta,
+    return _build(HDF5Reader(path, "images", shape[0]), Table(catalog), [(out, np.arange(shape[0]), {})], recipe, meta,
                   on_error, workers, progress, overwrite, "prepare galaxy10")
 
 
@@ -675,7 +547,7 @@ def prepare_images(input, out, catalog=None, id_column: str = "id", recipe="astr
     if "file" not in table.colnames:
         table.add_column([files[s].name for s in stems], name="file", index=1)
     meta = {"SOURCE": "images", "INPUT": folder.name}
-    return _build(_FileReader([files[s] for s in stems]), table, [(out, np.arange(len(stems)), {})], recipe, meta,
+    return _build(FileReader([files[s] for s in stems]), table, [(out, np.arange(len(stems)), {})], recipe, meta,
                   on_error, workers, progress, overwrite, "prepare images")
 
 

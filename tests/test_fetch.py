@@ -10,6 +10,7 @@ import zipfile
 
 import pytest
 
+from avader import fetch as fetch_module
 from avader.errors import AvaderError
 from avader.fetch import DATASETS, Remote, download, extract_zip, fetch
 
@@ -93,6 +94,15 @@ def test_download_verifies_and_is_idempotent(server, tmp_path):
     assert len(server.log) == requests  # nothing fetched again
 
 
+def test_existing_file_with_other_bytes_is_not_trusted(server, tmp_path):
+    target = tmp_path / "data.bin"
+    target.write_bytes(b"something else")
+    with pytest.raises(AvaderError, match=f"data.bin: exists but its sha256 [0-9a-f]{{64}} differs from the expected "
+                                          f"{DIGEST}; delete it to download again"):
+        download(server.url("/data.bin"), target, sha256=DIGEST, progress=False)
+    assert target.read_bytes() == b"something else" and server.log == []
+
+
 def test_download_resumes_after_a_cut(server, tmp_path):
     target = tmp_path / "data.bin"
     server.cut_once.add("/data.bin")
@@ -108,7 +118,8 @@ def test_download_resumes_after_a_cut(server, tmp_path):
     assert target.read_bytes() == PAYLOAD and not (tmp_path / "data.bin.part").exists()
 
 
-def test_download_retries_a_cut_by_itself(server, tmp_path):
+def test_download_retries_a_cut_by_itself(server, tmp_path, monkeypatch):
+    monkeypatch.setattr(fetch_module, "_BACKOFF", 0.0)
     server.cut_once.add("/data.bin")
     download(server.url("/data.bin"), tmp_path / "data.bin", sha256=DIGEST, progress=False)
     assert [rng for _, rng in server.log] == [None, f"bytes={len(PAYLOAD) // 2}-"]

@@ -138,6 +138,10 @@ def test_gz2_catalogue_problems(gz2, out_dir, tmp_path):
     nomatch = _csv(tmp_path / "nomatch.csv", ["objid", "asset_id"], [[GZ2_IDS[0], 999999]])
     with pytest.raises(AvaderError, match="nomatch.csv: none of its 1 asset_ids has an image in"):
         prepare("gz2", out_dir / "a.fits", progress=False, **{**gz2, "mapping": nomatch})
+    twice = _csv(tmp_path / "twice.csv", ["objid", "asset_id"], [[GZ2_IDS[0], 16126], [GZ2_IDS[0], 91609]])
+    with pytest.raises(AvaderError, match=f"twice.csv: duplicate objid {GZ2_IDS[0]} maps to several images "
+                                          r"\(16126.jpg, 91609.jpg\)"):
+        prepare("gz2", out_dir / "a.fits", progress=False, **{**gz2, "mapping": twice})
     with open(gz2["catalog"]) as fh:
         lines = fh.read().splitlines()
     (tmp_path / "dup.csv").write_text("\n".join([*lines, lines[1]]) + "\n")
