@@ -43,7 +43,6 @@ MAX_SOURCES = 3  # galaxies per blend (COMPONENTS slots)
 _TRUNC = 8.0  # Sersic truncation radius in units of the half-light radius
 _KNOT_SCALE = 1.0 / 1.6783  # exponential scale length in units of its half-light radius
 _PETRO_ETA = 0.2  # SDSS Petrosian ratio defining the Petrosian radius
-_GSPARAMS = {"folding_threshold": 1e-2, "maxk_threshold": 2e-3, "maximum_fft_size": 4096}
 
 
 def _default_fractions() -> dict[str, float]:
@@ -54,12 +53,12 @@ def _default_fractions() -> dict[str, float]:
 class SimulationConfig:
     """Population and observing conditions of the simulated catalogue (GZ2-like defaults)."""
 
-    family_fractions: dict[str, float] = field(default_factory=_default_fractions)  # fraction of main galaxies per family (sum 1)
-    field_r90: float = 3.84                   # image width in units of the main galaxy's Petrosian R90 (paper: 192 px * 0.02)
-    r90_arcsec: tuple[float, ...] = (3.0, 20.0)  # Petrosian R90 range, arcsec (log-uniform); sets the PSF width in pixels
+    family_fractions: dict[str, float] = field(default_factory=_default_fractions)  # main galaxies per family (sum 1)
+    field_r90: float = 3.84                   # image width, units of the main galaxy's Petrosian R90 (paper: 192 * 0.02)
+    r90_arcsec: tuple[float, ...] = (3.0, 20.0)  # Petrosian R90, arcsec (log-uniform); sets the PSF width in pixels
     psf_profile: str = "moffat"               # "moffat" or "kolmogorov"
     psf_fwhm_arcsec: float = 1.4              # median seeing FWHM, arcsec (SDSS r band)
-    psf_fwhm_scatter: float = 0.2             # Gaussian scatter of the seeing FWHM, arcsec (clipped to 0.5x..2x the median)
+    psf_fwhm_scatter: float = 0.2             # Gaussian scatter of the seeing FWHM, arcsec (clipped to 0.5x..2x)
     moffat_beta: float = 3.5                  # Moffat slope (dimensionless)
     snr: tuple[float, ...] = (20.0, 500.0)    # optimal S/N range of the main galaxy (log-uniform)
     disk_q0: tuple[float, ...] = (0.1, 0.2)   # intrinsic thickness of disks, minor/major (uniform): edge-on axis ratio
@@ -77,7 +76,7 @@ class SimulationConfig:
     blend_three_fraction: float = 0.2         # fraction of blends with three galaxies (others: two)
     blend_sep_rhalf: tuple[float, ...] = (0.5, 4.0)        # blend separation, units of the brighter half-light radius
     blend_flux_ratio: tuple[float, ...] = (0.1, 1.0)       # faint / bright flux in blends (log-uniform)
-    image_dtype: str = "uint8"                # stored pixel type of plain sets ("uint8" or "float32"; blends: float32)
+    image_dtype: str = "uint8"                # stored pixels, "uint8" or "float32" (blend sets: always float32)
     stretch: str = "linear"                   # "linear" min-max, or "asinh" then min-max (blends need "linear")
     asinh_softening: float = 3.0              # asinh softening, units of the noise sigma
 
@@ -268,15 +267,22 @@ def _moments(gal: _Galaxy) -> tuple[float, float]:
 
 # --------------------------------------------------------------------------- rendering
 
+@functools.lru_cache(maxsize=1)
+def _gsparams():
+    """GalSim accuracy settings: 1% folding and 0.2% k-space truncation keep FFTs small (about 128^2 at 64 px)."""
+    import galsim
+
+    return galsim.GSParams(folding_threshold=1e-2, maxk_threshold=2e-3, maximum_fft_size=4096)
+
+
 @functools.lru_cache(maxsize=8)
 def _unit_psf(profile: str, beta: float):
     """The unit-FWHM PSF, built once per process and dilated per image (cheap)."""
     import galsim
 
-    gsparams = galsim.GSParams(**_GSPARAMS)
     if profile == "moffat":
-        return galsim.Moffat(beta=beta, fwhm=1.0, trunc=6.0, gsparams=gsparams)
-    return galsim.Kolmogorov(fwhm=1.0, gsparams=gsparams)
+        return galsim.Moffat(beta=beta, fwhm=1.0, trunc=6.0, gsparams=_gsparams())
+    return galsim.Kolmogorov(fwhm=1.0, gsparams=_gsparams())
 
 
 def _deposit(grid: np.ndarray, xy: np.ndarray, flux: np.ndarray) -> None:
@@ -300,7 +306,7 @@ class _Scene:
         self.galsim = galsim
         self.size = size
         self.centre = (size - 1) / 2.0
-        self.gsparams = galsim.GSParams(**_GSPARAMS)
+        self.gsparams = _gsparams()
         self.fwhm = psf_fwhm_pix
         self.psf = _unit_psf(cfg.psf_profile, cfg.moffat_beta).dilate(psf_fwhm_pix)
 
@@ -391,7 +397,7 @@ def _galaxy_truth(gal: _Galaxy, r90_pix: float) -> tuple[float, dict]:
 
 
 def _stretch(image: np.ndarray, sigma: float, cfg: SimulationConfig) -> tuple[np.ndarray, float, float, float]:
-    """Min-max stretch; returns (stored image, scale, zero level, noise sigma) in stored units."""
+    """Min-max stretch (after asinh if configured): (stored image, gain, zero level, noise sigma at zero)."""
     if cfg.stretch == "asinh":
         soft = cfg.asinh_softening * sigma
         image, sigma = np.arcsinh(image / soft), 1.0 / cfg.asinh_softening
@@ -404,6 +410,23 @@ def _check_int(key: str, value, minimum: int) -> int:
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
         raise AvaderError(f"{key}: must be an integer of at least {minimum}, got {value!r}")
     return int(value)
+
+
+def _setup(index, seed, image_size, config, stream: tuple):
+    """(config, random generator of (seed, index, *stream), observing conditions, scene)."""
+    cfg = config if config is not None else SimulationConfig()
+    cfg.validate()
+    size, seed = _check_int("image_size", image_size, MIN_IMAGE_SIZE), _check_int("seed", seed, 0)
+    rng = np.random.default_rng([seed, _check_int("index", index, 0), *stream])
+    obs = _observing(rng, size, cfg)
+    return cfg, rng, obs, _Scene(size, obs["psf_fwhm_pix"], cfg)
+
+
+def _neighbour(rng, cfg: SimulationConfig, r90_pix: float, flux: float) -> tuple[_Galaxy, float, dict]:
+    """A galaxy of relative flux ``flux``, its size scaled roughly as sqrt(flux): (galaxy, scale, truth)."""
+    gal = _sample_galaxy(rng, _pick_family(rng, cfg), cfg)
+    size_ratio = min(1.2, math.sqrt(flux) * math.exp(rng.normal(0.0, 0.2)))
+    return (gal, *_galaxy_truth(gal, r90_pix * size_ratio))
 
 
 def render_galaxy(index: int, seed: int, image_size: int = 64, config: SimulationConfig | None = None):
@@ -432,11 +455,7 @@ def render_galaxy(index: int, seed: int, image_size: int = 64, config: Simulatio
         (Petrosian R90/R50 before the PSF), ``snr`` (optimal S/N of the main galaxy), ``noise_sigma`` and
         ``zero_level`` (stored units), seeing, pixel scale and the ``companion_*`` columns.
     """
-    cfg = config if config is not None else SimulationConfig()
-    size, seed = _check_int("image_size", image_size, MIN_IMAGE_SIZE), _check_int("seed", seed, 0)
-    rng = np.random.default_rng([seed, int(index)])
-    obs = _observing(rng, size, cfg)
-    scene = _Scene(size, obs["psf_fwhm_pix"], cfg)
+    cfg, rng, obs, scene = _setup(index, seed, image_size, config, ())
     gal = _sample_galaxy(rng, _pick_family(rng, cfg), cfg)
     scale, truth = _galaxy_truth(gal, obs["r90_pix"])
     xy = scene.centre + rng.uniform(-0.5, 0.5, 2)
@@ -455,9 +474,7 @@ def render_galaxy(index: int, seed: int, image_size: int = 64, config: Simulatio
             main = main + scene.star(cxy, ratio)
             companions.append((ratio, "star", "", cxy, sep))
         else:
-            other = _sample_galaxy(rng, _pick_family(rng, cfg), cfg)
-            size_ratio = min(1.2, math.sqrt(ratio) * math.exp(rng.normal(0.0, 0.2)))
-            other_scale, _ = _galaxy_truth(other, obs["r90_pix"] * size_ratio)
+            other, other_scale, _ = _neighbour(rng, cfg, obs["r90_pix"], ratio)
             main = main + scene.galaxy(other, other_scale, cxy, ratio)
             companions.append((ratio, "galaxy", other.family, cxy, sep))
     noisy = main + rng.normal(0.0, sigma, main.shape)
@@ -489,23 +506,18 @@ def render_blend(index: int, seed: int, image_size: int = 64, config: Simulation
         ``y_k`` (pixels), ``flux_k`` (stored units), ``r_half_k`` (pixels), ``family_k`` for k = 0..2,
         ``separation`` (pixels), ``separation_rhalf`` (units of the brightest r_half) and ``flux_ratio``.
     """
-    cfg = config if config is not None else SimulationConfig()
-    size, seed = _check_int("image_size", image_size, MIN_IMAGE_SIZE), _check_int("seed", seed, 0)
+    cfg, rng, obs, scene = _setup(index, seed, image_size, config, (1,))
     if cfg.stretch != "linear":
         raise AvaderError(f"stretch: blends need the linear stretch, got {cfg.stretch!r}")
-    rng = np.random.default_rng([seed, int(index), 1])
-    obs = _observing(rng, size, cfg)
-    scene = _Scene(size, obs["psf_fwhm_pix"], cfg)
+    size = scene.size
     n_src = 3 if rng.uniform() < cfg.blend_three_fraction else 2
     ratio1 = _log_uniform(rng, cfg.blend_flux_ratio)
     fluxes = [1.0, ratio1] + ([_log_uniform(rng, (cfg.blend_flux_ratio[0], max(ratio1, cfg.blend_flux_ratio[0])))]
                               if n_src == 3 else [])
-    gals, scales, truths = [], [], []
-    for k, flux in enumerate(fluxes):
-        gal = _sample_galaxy(rng, _pick_family(rng, cfg), cfg)
-        size_ratio = 1.0 if k == 0 else min(1.2, math.sqrt(flux) * math.exp(rng.normal(0.0, 0.2)))
-        scale, truth = _galaxy_truth(gal, obs["r90_pix"] * size_ratio)
-        gals.append(gal), scales.append(scale), truths.append(truth)
+    first = _sample_galaxy(rng, _pick_family(rng, cfg), cfg)
+    sources = [(first, *_galaxy_truth(first, obs["r90_pix"]))]
+    sources += [_neighbour(rng, cfg, obs["r90_pix"], flux) for flux in fluxes[1:]]
+    gals, scales, truths = zip(*sources, strict=True)
     r_half0 = truths[0]["r_half"]
     offsets = [np.zeros(2)]
     for _ in fluxes[1:]:
@@ -576,20 +588,36 @@ def _render_chunk(task):
 
 
 def _results(tasks: list, workers: int):
-    """Rendered chunks in id order: in this process, or from ``workers`` spawned processes."""
+    """Rendered chunks in id order: in this process, or from ``workers`` spawned processes.
+
+    At most ``4 * workers`` chunks are in flight, so memory stays bounded however many there are.
+    """
     if workers == 1:
         yield from map(_render_chunk, tasks)
         return
     import multiprocessing
+    from collections import deque
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        try:
-            yield from pool.map(_render_chunk, tasks)
-        except BrokenProcessPool:
-            raise AvaderError("workers: a worker process died; a script that calls simulate(workers > 1) "
-                              "must guard its top level with `if __name__ == '__main__':`") from None
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    waiting, pending = iter(tasks), deque()
+    try:
+        for task in waiting:
+            pending.append(pool.submit(_render_chunk, task))
+            if len(pending) >= 4 * workers:
+                break
+        while pending:
+            result = pending.popleft().result()
+            task = next(waiting, None)
+            if task is not None:
+                pending.append(pool.submit(_render_chunk, task))
+            yield result
+    except BrokenProcessPool:
+        raise AvaderError("workers: a worker process died; a script that calls simulate(workers > 1) "
+                          "must guard its top level with `if __name__ == '__main__':`") from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _parse_shard(shard, n: int) -> tuple[int, int, str]:

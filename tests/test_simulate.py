@@ -295,3 +295,21 @@ def test_blend_is_sum_of_components_plus_recorded_noise(tmp_path):
     sep = np.hypot(np.asarray(cat["x_1"]) - np.asarray(cat["x_0"]), np.asarray(cat["y_1"]) - np.asarray(cat["y_0"]))
     np.testing.assert_allclose(sep, np.asarray(cat["separation"]))
     np.testing.assert_allclose(np.asarray(cat["separation"]) / np.asarray(cat["r_half_0"]), cat["separation_rhalf"])
+
+
+def test_render_functions_check_their_arguments():
+    with pytest.raises(AvaderError, match="family_fractions"):
+        render_galaxy(0, 0, 32, SimulationConfig(family_fractions={"late": 0.5}))
+    with pytest.raises(AvaderError, match="index"):
+        render_blend(-1, 0, 32)
+    with pytest.raises(AvaderError, match="image_size"):
+        render_galaxy(0, 0, 15)
+
+
+def test_asinh_stretch_keeps_unit_range_and_lifts_faint_light():
+    linear, truth = render_galaxy(2, 0, 32)
+    asinh, _ = render_galaxy(2, 0, 32, SimulationConfig(stretch="asinh"))
+    assert asinh.min() == 0.0 and asinh.max() == 1.0
+    r = np.hypot(*(np.indices(linear.shape) - np.array([truth["y"], truth["x"]])[:, None, None]))
+    ring = (r > 0.5 * truth["r90_pix"]) & (r < truth["r90_pix"])
+    assert (asinh[ring] - asinh.min()).mean() > (linear[ring] - linear.min()).mean()
