@@ -209,11 +209,9 @@ def cmd_train(args):
     from .training import train
 
     config = _config(args)
-    data = args.data
-    if data is None:
-        from .simulate import ensure_default_dataset
+    from .data import ensure_dataset
 
-        data = ensure_default_dataset(config, progress=_progress(args))
+    data = ensure_dataset(config, args.data, progress=_progress(args))
     run = train(config, data=data, run_dir=args.run, resume=args.resume, overwrite=args.overwrite,
                 precision=args.precision, progress=_progress(args))
     log.info("run directory: %s", run.path)

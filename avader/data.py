@@ -32,6 +32,7 @@ __all__ = [
     "sha256sum",
     "make_dataset",
     "ensure_dataset",
+    "ensure_blends",
 ]
 
 log = logging.getLogger(__name__)
@@ -534,3 +535,25 @@ def ensure_dataset(config, data=None, progress: bool = True, workers: int | None
              config.data.image_size, config.data.image_size, path)
     return simulate(config.data.n_galaxies, image_size=config.data.image_size, seed=config.seed,
                     config=config.simulation, out=path, workers=workers, overwrite=True, progress=progress)
+
+
+def ensure_blends(config, n: int | None = None, progress: bool = True, workers: int | None = None) -> Path:
+    """The simulated blend set of a profile (``data/processed/blends_<profile>.fits``), built on first use.
+
+    ``n`` blends (default ``analysis.n_blends``) of ``data.image_size`` pixels, seeded by the run's
+    seed, with their isolated components in the ``COMPONENTS`` HDU.
+    """
+    from . import paths
+
+    n = n or config.analysis.n_blends
+    path = paths.processed_dir() / f"blends_{config.profile}.fits"
+    if path.is_file():
+        existing = GalaxySet.read(path, validate=False)
+        if existing.shape == (n, config.data.image_size, config.data.image_size) and \
+                existing.meta.get("SEED", config.seed) == config.seed:
+            return path
+    from .simulate import simulate
+
+    log.info("simulating %d blends of %dx%d pixels -> %s", n, config.data.image_size, config.data.image_size, path)
+    return simulate(n, image_size=config.data.image_size, seed=config.seed, config=config.simulation, out=path,
+                    workers=workers, blends=True, overwrite=True, progress=progress)

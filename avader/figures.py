@@ -14,6 +14,9 @@ call one of these and :func:`avader.plotting.save_figure` per heading.
 | highest-gamma / random members per component | :func:`component_members` | 04 |
 | the reduced scheme | :func:`reduced_members` | 04 |
 | component histograms per class | :func:`membership_histograms` | 04 |
+| generated galaxies per component | :func:`generated` | 05 |
+| the same from the published weights | :func:`published_generated` | 05 |
+| deblending demonstration | :func:`deblend_examples` | 06 |
 """
 
 from __future__ import annotations
@@ -36,6 +39,15 @@ __all__ = [
     "membership_histograms",
     "latent_projection",
     "clustering_metrics",
+    "generated",
+    "published_generated",
+    "interpolation",
+    "realism",
+    "realism_per_component",
+    "deblend_examples",
+    "deblend_benchmark",
+    "deblend_image",
+    "remove_companion",
 ]
 
 
@@ -176,3 +188,94 @@ def latent_projection(run, galaxies, method: str = "pca", sample: int = 5000, se
 def clustering_metrics(run):
     """VaDE against the baselines: NMI, accuracies, factor NMI, silhouette, Calinski-Harabasz."""
     return plotting.plot_metrics_table(_clustering_metrics(run))
+
+
+def generated(model, per_component: int = 8, scale: float = 0.5, seed: int = 0):
+    """Galaxies generated from every component, one row each: z ~ N(u_c, scale * lambda_c)."""
+    from .generation import generate
+
+    images, _ = generate(model, per_component=per_component, scale=scale, seed=seed)
+    k = model.model_config.n_components
+    return plotting.plot_generated_per_component(images.reshape(k, per_component, *images.shape[1:]))
+
+
+def published_generated(weights, per_component: int = 45, seed: int = 0, scale: float = 0.5):
+    """The paper's generation figure from the original authors' weights: 45 per component."""
+    from .generation import published_generation
+
+    images = published_generation(weights, per_component=per_component, seed=seed, scale=scale)
+    return plotting.plot_generated_per_component(images, ncols=None, size=0.45,
+                                                 title=f"published AstroVaDEr: {per_component} per component")
+
+
+def interpolation(model, galaxies, steps: int = 8, seed: int = 0):
+    """Decoded latent paths between random pairs of galaxies and between pairs of component means."""
+    from .generation import interpolate
+
+    rng = np.random.default_rng(seed)
+    pairs = rng.choice(len(galaxies), size=(3, 2), replace=False)
+    rows = [interpolate(model, galaxies.get_images(a), galaxies.get_images(b), steps=steps) for a, b in pairs]
+    k = model.model_config.n_components
+    comps = rng.choice(k, size=(2, 2), replace=False)
+    rows += [interpolate(model, int(a), int(b), steps=steps) for a, b in comps]
+    labels = [f"{galaxies.ids[a]}->{galaxies.ids[b]}" for a, b in pairs] + [f"c{a}->c{b}" for a, b in comps]
+    return plotting.plot_interpolation(np.stack(rows), labels=labels)
+
+
+def realism(report: dict, samples: dict):
+    """Histograms of the realism statistics: real against VaDE and the plain-VAE baseline."""
+    named = {"real": samples["real"], "VaDE": samples["vade"]}
+    distances = {"VaDE": report["vade"]}
+    if samples.get("baseline") is not None:
+        named["VAE baseline"] = samples["baseline"]
+        distances["VAE baseline"] = report["baseline"]
+    return plotting.plot_realism_histograms(named, distances=distances)
+
+
+def realism_per_component(report: dict):
+    """Standardised Wasserstein distance per component and statistic."""
+    return plotting.plot_component_distances(report["per_component"])
+
+
+def deblend_examples(model, blendset, n: int = 6, steps: int = 150, seed: int = 0):
+    """Blends, the fitted sources, the truth and the residuals for random blends of a blend set."""
+    from .deblending import deblend
+
+    rows = np.sort(np.random.default_rng(seed).choice(len(blendset), size=min(n, len(blendset)), replace=False))
+    blends = blendset.get_images(rows)
+    noise = np.asarray(blendset.catalog["noise_sigma"])[rows] if "noise_sigma" in blendset.catalog.colnames else None
+    result = deblend(model, blends, noise_sigma=noise, steps=steps)
+    truths = np.asarray(blendset.extra["COMPONENTS"])[rows] if "COMPONENTS" in blendset.extra else None
+    return plotting.plot_deblend_examples(blends, result["sources"], result["residual"], truths=truths,
+                                          noise_sigma=noise)
+
+
+def deblend_benchmark(results: dict):
+    """Deblending metrics of avader, photutils and sep binned by separation and flux ratio."""
+    return plotting.plot_deblend_benchmark(results)
+
+
+def deblend_image(model, path, steps: int = 150):
+    """Deblend a user's own image file (FITS, PNG or JPEG): the image, the sources, the residual."""
+    from .deblending import deblend, load_image
+
+    image = load_image(path, size=model.model_config.image_size)[None]
+    result = deblend(model, image, steps=steps)
+    return plotting.plot_deblend_examples(image, result["sources"], result["residual"])
+
+
+def remove_companion(run, galaxies, model, n: int = 8, seed: int = 0):
+    """The paper's operation: galaxies of companion components re-decoded from the nearest
+    companion-free component (inputs above, results below)."""
+    from .deblending import remove_companion as remove
+
+    table = _clusters(run)
+    excluded = _clustering_metrics(run).get("reduced", {}).get("exclude", [])
+    if not excluded:
+        raise AvaderError(f"{RunDir(run).path}: no companion components identified (analysis.reduced_exclude)")
+    members = np.flatnonzero(np.isin(np.asarray(table["component"]), excluded))
+    rows = np.sort(np.random.default_rng(seed).choice(members, size=min(n, len(members)), replace=False))
+    images = galaxies.get_images(rows)
+    cleaned = remove(model, images, excluded)
+    titles = [f"c{a}->c{b}" for a, b in zip(cleaned["original_component"], cleaned["component"])]
+    return plotting.plot_remove_companion(images, cleaned["images"], titles=titles)

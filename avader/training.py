@@ -432,7 +432,9 @@ def _train(config, galaxies, run, tc, policy, resume, progress, stop_after_epoch
                         if len(split["valid"]) >= (tc.batch_size if drop else 1) else None)
             model._avader_nan = None
             phase_started = time.time()
-            model.fit(train_ds, epochs=stop, initial_epoch=first, steps_per_epoch=steps, validation_data=valid_ds, shuffle=False,
+            valid_steps = (len(split["valid"]) // tc.batch_size if drop else math.ceil(len(split["valid"]) / tc.batch_size))
+            model.fit(train_ds, epochs=stop, initial_epoch=first, steps_per_epoch=steps, validation_data=valid_ds,
+                      validation_steps=valid_steps if valid_ds is not None else None, shuffle=False,
                       verbose=verbose, callbacks=_callbacks(run, state, phase, tc, warmup_end, mixture_ready, history))
             if model._avader_nan:
                 epoch, batch = model._avader_nan
@@ -606,22 +608,31 @@ def _is_published(config) -> bool:
     return config.training.warmup_epochs + config.training.vade_epochs == 0
 
 
-def pretrain(config: Config, data=None, run_dir=None, progress: bool = True) -> RunDir:
-    """Notebook 02's stage: a fresh run trained to the end of the warm-up (phase 1).
+def pretrain(config: Config, data=None, run_dir=None, progress: bool = True, overwrite: bool = False) -> RunDir:
+    """Notebook 02's stage: a run trained to the end of the warm-up (phase 1).
 
-    Under the ``published`` profile (no epochs to train) the original authors' weights
-    (:func:`avader.paths.published_weights`) are imported instead.
+    A run directory that already holds this configuration's warm-up (same settings, checkpoint
+    present) is kept as it is, so the notebook re-runs without retraining; ``overwrite=True``
+    starts afresh. Under the ``published`` profile (no epochs to train) the original authors'
+    weights (:func:`avader.paths.published_weights`) are imported instead.
     """
     from . import paths
 
-    run_dir = run_dir or config.profile
+    run = RunDir(run_dir or config.profile)
     if _is_published(config):
         weights = paths.published_weights()
         if weights is None:
             raise AvaderError("published weights not found: run 'avader fetch published-weights' "
                               "or set AVADER_WEIGHTS to the saved_weights.h5 file")
-        return import_published_run(weights, run_dir, overwrite=True, config=config)
-    return train(config, data=data, run_dir=run_dir, overwrite=True, progress=progress,
+        if not overwrite and (run / "model.keras").is_file() and run.exists():
+            return run
+        return import_published_run(weights, run.path, overwrite=True, config=config)
+    if not overwrite and run.exists() and warmup_checkpoint(run) is not None:
+        candidate = config.replace({"data.path": str(Path(data))}) if data else config
+        if run.load_config().fingerprint() == candidate.fingerprint():
+            log.info("%s: warm-up of this configuration already done; keeping it", run.path)
+            return run
+    return train(config, data=data, run_dir=run.path, overwrite=True, progress=progress,
                  stop_after_epoch=config.training.warmup_epochs)
 
 
