@@ -28,6 +28,7 @@ _EXPORTS = {
     "load_config": "config",
     "env_profile": "config",
     "ensure_dataset": "data",
+    "ensure_blends": "data",
     "notebook_config": "config",
     "save_figure": "plotting",
     "train": "training",

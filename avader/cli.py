@@ -322,8 +322,10 @@ def cmd_deblend(args):
     from .deblending import benchmark_run, deblend_run
 
     if args.benchmark:
-        path = benchmark_run(args.run, args.blends, out=args.out, n=args.n, steps=args.steps,
-                             overwrite=args.overwrite, progress=_progress(args))
+        results = benchmark_run(args.run, args.blends, out=args.out, n=args.n, steps=args.steps,
+                                overwrite=args.overwrite, progress=_progress(args))
+        path = results["path"]
+        log.info("acceptance checks: %s", results.get("bar"))
     else:
         if args.out is None:
             raise AvaderError("--out: needed to write the separated sources")

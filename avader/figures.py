@@ -270,10 +270,17 @@ def remove_companion(run, galaxies, model, n: int = 8, seed: int = 0):
     from .deblending import remove_companion as remove
 
     table = _clusters(run)
+    components = np.asarray(table["component"])
     excluded = _clustering_metrics(run).get("reduced", {}).get("exclude", [])
+    if not excluded and "n_companions" in galaxies.catalog.colnames:
+        # No component is mostly companions: use the one where they are most common.
+        with_companion = np.asarray(galaxies.catalog["n_companions"]) > 0
+        k = np.asarray(table["responsibilities"]).shape[1]
+        fraction = np.bincount(components, with_companion, k) / np.maximum(np.bincount(components, minlength=k), 1)
+        excluded = [int(np.argmax(fraction))]
     if not excluded:
         raise AvaderError(f"{RunDir(run).path}: no companion components identified (analysis.reduced_exclude)")
-    members = np.flatnonzero(np.isin(np.asarray(table["component"]), excluded))
+    members = np.flatnonzero(np.isin(components, excluded))
     rows = np.sort(np.random.default_rng(seed).choice(members, size=min(n, len(members)), replace=False))
     images = galaxies.get_images(rows)
     cleaned = remove(model, images, excluded)

@@ -1,4 +1,4 @@
-"""Tests of avader.clustering and its figure builders (avader._plot_clustering).
+"""Tests of avader.clustering and its figure builders (avader.plotting).
 
 A tiny run directory is built by hand (16x16 images, latent_dim 3, K = 4): config, a warm-up
 checkpoint and ``model.keras``, with a mixture fitted to its latent means, so that
@@ -399,7 +399,7 @@ def test_figure_builders_return_figures(clustered):
     import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
 
-    from avader import _plot_clustering as pc
+    from avader import plotting as pc
 
     rng = np.random.default_rng(0)
     imgs = rng.uniform(size=(K, 3, 8, 8)).astype(np.float32)
@@ -430,7 +430,7 @@ def test_figure_builders_return_figures(clustered):
 def test_metrics_table_lists_methods_and_bolds_best(clustered):
     import matplotlib.pyplot as plt
 
-    from avader import _plot_clustering as pc
+    from avader import plotting as pc
 
     fig = pc.plot_metrics_table({"clustering": clustered[1]})
     table = fig.axes[0].tables[0]

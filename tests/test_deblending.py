@@ -48,8 +48,7 @@ def _render(model, z, xy, zoom, flux):
     """Sources as the blend model draws them: decoded, pedestal-free, warped, unit flux times flux."""
     from avader.deblending import _BlendFit, warp
 
-    fit = _BlendFit(model, 1, len(z), (SIZE, SIZE), 1.0)
-    templates = fit.templates(np.asarray(z, np.float32)[None]).numpy()
+    templates = _BlendFit(model, (SIZE, SIZE), 1.0).templates(np.asarray(z, np.float32)).numpy()
     xy = np.asarray(xy, np.float32)
     shapes = warp(templates, xy[:, 0], xy[:, 1], np.asarray(zoom, np.float32)).numpy()
     return shapes / shapes.sum(axis=(1, 2), keepdims=True) * np.asarray(flux)[:, None, None]
@@ -155,7 +154,7 @@ def test_fit_recovers_a_synthetic_blend_from_nearby_starts(analytic_model):
     rng = np.random.default_rng(4)
     blend = sources.sum(0) + 0.05 + rng.normal(0, 0.005, (SIZE, SIZE))
     start = xy + [[0.6, -0.5], [-0.5, 0.6]]
-    result = deblend(analytic_model, blend, centres=[start], noise_sigma=0.005, steps=300, tol=1e-7)
+    result = deblend(analytic_model, blend, centres=[start], noise_sigma=0.005, steps=200, tol=1e-7)
     assert result["sources"].shape == (1, 2, SIZE, SIZE)
     np.testing.assert_allclose(result["flux"][0], flux, rtol=0.03)
     np.testing.assert_allclose(result["centres"][0], xy, atol=0.3)
@@ -177,6 +176,37 @@ def test_deblend_batches_independent_blends(analytic_model):
     assert np.all(result["sources"][0, 1] == 0) and result["component"][0, 1] == -1
     assert result["flux"][1, 0] > result["flux"][1, 1] > 0
     np.testing.assert_allclose(result["flux"][:, 0], [30.0, 30.0], rtol=0.05)
+
+
+def test_refinement_adds_a_missed_source_from_the_residual(analytic_model):
+    from avader.deblending import deblend
+
+    xy = np.array([[12.0, 13.0], [21.0, 20.0]])
+    blend = _render(analytic_model, [[0.2, 0.0, 0.0], [0.0, 0.0, 0.0]], xy, [1.0, 0.8], [40.0, 25.0]).sum(0)
+    blend = blend + np.random.default_rng(7).normal(0, 0.005, (SIZE, SIZE))
+    kwargs = {"centres": [xy[:1]], "noise_sigma": 0.005, "background": 0.0, "steps": 100}
+    once = deblend(analytic_model, blend, refine=0, **kwargs)
+    assert once["n_sources"][0] == 1 and once["chi2"][0] > 5.0
+    refined = deblend(analytic_model, blend, refine=1, **kwargs)
+    assert refined["n_sources"][0] == 2
+    np.testing.assert_allclose(refined["centres"][0], xy, atol=0.5)
+    np.testing.assert_allclose(refined["flux"][0], [40.0, 25.0], rtol=0.05)
+    assert refined["chi2"][0] < 1.5
+
+
+def test_model_and_data_photometry_agree_on_a_clean_blend(analytic_model):
+    from avader.deblending import deblend
+
+    xy = np.array([[11.0, 12.0], [21.5, 20.0]])
+    blend = _render(analytic_model, [[0.0, 0.0, 0.0], [0.3, 0.0, 0.0]], xy, [1.0, 0.9], [30.0, 20.0]).sum(0) + 0.02
+    kwargs = {"centres": [xy], "noise_sigma": 0.002, "background": 0.02, "steps": 60, "refine": 0}
+    data = deblend(analytic_model, blend, photometry="data", **kwargs)
+    model = deblend(analytic_model, blend, photometry="model", **kwargs)
+    np.testing.assert_allclose(data["flux"][0], [30.0, 20.0], rtol=0.03)
+    np.testing.assert_allclose(model["flux"][0], [30.0, 20.0], rtol=0.03)
+    np.testing.assert_allclose(data["sources"][0].sum(axis=(1, 2)), data["flux"][0], rtol=1e-4)
+    with pytest.raises(AvaderError, match="photometry"):
+        deblend(analytic_model, blend, photometry="aperture")
 
 
 def test_deblend_rejects_wrong_image_size(analytic_model):
@@ -251,7 +281,7 @@ def test_benchmark_structure(analytic_model, blend_set):
     json.dumps(result, allow_nan=False)
     assert result["n_blends"] == 4
     n_true = int(np.sum(blend_set.catalog["n_sources"]))
-    for method, summary in result["methods"].items():
+    for summary in result["methods"].values():
         assert summary["detection"]["n_true"] == n_true
         assert 0.0 <= summary["detection"]["recall"] <= 1.0
         assert summary["overall"]["all"]["n"] == n_true

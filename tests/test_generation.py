@@ -10,16 +10,16 @@ from astropy.table import Table
 
 import avader
 from avader import generation as gen
-from avader._plot_generation import (
+from avader.config import load_config
+from avader.data import GalaxySet
+from avader.errors import AvaderError
+from avader.model import ModelConfig, build_vade
+from avader.plotting import (
     plot_component_distances,
     plot_generated_per_component,
     plot_interpolation,
     plot_realism_histograms,
 )
-from avader.config import load_config
-from avader.data import GalaxySet
-from avader.errors import AvaderError
-from avader.model import ModelConfig, build_vade
 from avader.runs import RunDir, read_json, write_json_atomic
 
 TINY = ModelConfig(image_size=16, filters=(4, 4, 2), kernel_sizes=(3, 3, 3), latent_dim=3, n_components=4)
@@ -236,7 +236,7 @@ def test_baseline_and_realism_report_merge_into_metrics(model, tmp_path):
     a = gen.sample_baseline(baseline, 6, seed=1)
     assert a.shape == (6, 16, 16) and np.array_equal(a, gen.sample_baseline(baseline, 6, seed=1))
     write_json_atomic(run / "metrics.json", {"clustering": {"nmi": 0.5}})
-    report, samples = gen.realism_report(run.path, n=None, seed=0, return_samples=True)
+    report, samples = gen.realism_report(run, n=None, seed=0, return_samples=True)
     metrics = read_json(run / "metrics.json")
     assert metrics["clustering"] == {"nmi": 0.5}
     assert metrics["generation"]["n_real"] == 48 and metrics["generation"]["scale"] == 0.5
