@@ -42,7 +42,9 @@ __all__ = [
     "generate",
     "generate_run",
     "interpolate",
+    "noise_levels",
     "noise_floor",
+    "add_noise",
     "realism",
     "realism_per_component",
     "realism_report",
@@ -345,23 +347,52 @@ def interpolate(model, a, b, steps: int = 8, return_latents: bool = False):
 
 
 # ---------------------------------------------------------------- realism
-def noise_floor(images, k_sigma: float = 2.0, border: int = 4, sample: int = 1000, seed: int = 0) -> float:
-    """Detection floor for a fair segmentation of real and generated images alike.
+def noise_levels(images, border: int = 4, sample: int | None = 1000, seed: int = 0) -> np.ndarray:
+    """Per-image sky noise (same units as the images) of a seeded subsample of ``images`` (n, h, w).
 
-    ``k_sigma`` times the median, over (a seeded subsample of) ``images`` (n, h, w), of the border
-    noise that :func:`avader.morphology.segment_main_source` estimates. Decoded images are nearly
-    noise-free, so without a common floor they would be segmented far deeper than real ones.
+    The border estimate of :func:`avader.morphology.segment_main_source` (1.4826 x MAD of the
+    pixels within ``border`` of the edge); at most ``sample`` images (None: all); non-finite dropped.
     """
     from .morphology import measure
 
     images = np.asarray(images) if not hasattr(images, "shape") else images
-    n = images.shape[0]
-    rows = np.arange(n)
-    if n > sample:
-        rows = np.sort(np.random.default_rng(seed).choice(n, size=sample, replace=False))
+    rows = np.arange(images.shape[0])
+    if sample is not None and len(rows) > sample:
+        rows = np.sort(np.random.default_rng(seed).choice(len(rows), size=sample, replace=False))
     noise = measure(np.asarray(images[rows], dtype=np.float32), statistics=("noise",), border=border)["noise"]
-    noise = noise[np.isfinite(noise)]
+    return noise[np.isfinite(noise)]
+
+
+def noise_floor(images, k_sigma: float = 2.0, border: int = 4, sample: int = 1000, seed: int = 0) -> float:
+    """Detection floor for a fair segmentation of real and generated images alike.
+
+    ``k_sigma`` times the median of :func:`noise_levels` of ``images`` (n, h, w). Decoded images
+    are nearly noise-free, so without a common floor they would be segmented far deeper than real ones.
+    """
+    noise = noise_levels(images, border=border, sample=sample, seed=seed)
     return float(k_sigma * np.median(noise)) if noise.size else 0.0
+
+
+def add_noise(images, sigma, seed: int = 0, levels: int | None = 255) -> np.ndarray:
+    """Observe noise-free images like the real data: Gaussian sky noise, clipping, quantisation.
+
+    Parameters
+    ----------
+    images : ndarray, shape (n, h, w), float in [0, 1]
+    sigma : float or array_like, shape (n,)
+        Noise standard deviation per image, in image units.
+    seed : int
+    levels : int or None
+        Round to multiples of ``1 / levels`` (255: the uint8 GalaxySets); None keeps floats.
+
+    Returns
+    -------
+    ndarray, shape (n, h, w), float32 in [0, 1]
+    """
+    images = np.asarray(images, dtype=np.float32)
+    sigma = np.broadcast_to(np.asarray(sigma, dtype=np.float32), (len(images),))[:, None, None]
+    noisy = np.clip(images + sigma * np.random.default_rng(seed).standard_normal(images.shape, np.float32), 0.0, 1.0)
+    return (np.rint(noisy * levels) / levels).astype(np.float32) if levels else noisy
 
 
 def _measured(sample, statistics, min_threshold) -> dict:
@@ -484,7 +515,7 @@ def _real_components(model, galaxies, rows, run, batch_size) -> np.ndarray:
 
 def realism_report(run_dir, data=None, n: int | None = 2000, seed: int = 0, scale: float | None = None,
                    statistics: Sequence[str] = REALISM_STATISTICS, baseline: bool | None = None,
-                   write: bool = True, return_samples: bool = False):
+                   match_noise: bool = True, write: bool = True, return_samples: bool = False):
     """Generate from a run's model (and its baseline VAE), compare with the real images, store the result.
 
     Parameters
@@ -504,6 +535,10 @@ def realism_report(run_dir, data=None, n: int | None = 2000, seed: int = 0, scal
     statistics : sequence of str
     baseline : bool, optional
         Compare the baseline VAE too; default: when ``baseline_vae.keras`` exists.
+    match_noise : bool
+        Observe every decoded image (generated, baseline, reconstructions) like the real ones first
+        (:func:`add_noise` with a noise level drawn from the real images' :func:`noise_levels`), so
+        that noise-sensitive statistics (asymmetry, Gini) compare like with like.
     write : bool
         Merge the result into ``metrics.json`` of the run under the key ``"generation"``.
     return_samples : bool
@@ -513,11 +548,13 @@ def realism_report(run_dir, data=None, n: int | None = 2000, seed: int = 0, scal
     -------
     report : dict
         ``n_real``, ``n_generated``, ``scale``, ``seed``, ``min_threshold``, ``statistics``,
-        ``vade`` (:func:`realism`), ``per_component`` (:func:`realism_per_component`),
-        ``baseline`` (:func:`realism` of the baseline, or None), ``vade_closer_than_baseline``.
+        ``match_noise``, ``vade`` (:func:`realism`), ``per_component`` (:func:`realism_per_component`),
+        ``baseline`` (:func:`realism` of the baseline, or None), ``vade_closer_than_baseline`` and
+        ``reconstruction`` (:func:`realism` of the real images' own reconstructions from their latent
+        means: the best generation can do with this decoder).
     samples : dict
-        Only with ``return_samples``: ``{"real", "vade", "baseline"}`` each a dict of statistic ->
-        (n,) float64 (baseline absent without it) and ``real_components``, ``vade_components``.
+        Only with ``return_samples``: ``{"real", "vade", "reconstruction", "baseline"}`` each a dict
+        of statistic -> (n,) float64 (baseline absent without it) and ``real_components``, ``vade_components``.
     """
     from .data import GalaxySet
     from .morphology import measure
@@ -535,36 +572,59 @@ def realism_report(run_dir, data=None, n: int | None = 2000, seed: int = 0, scal
         rows = np.sort(np.random.default_rng([seed, 8]).choice(len(galaxies), size=int(n), replace=False))
     model = load_run_model(run.path)
     real_images = galaxies.get_images(rows)
-    floor = noise_floor(real_images, seed=seed)
+    noise = noise_levels(real_images, seed=seed)
+    floor = float(2.0 * np.median(noise)) if noise.size else 0.0
+    rng = np.random.default_rng([seed, 9])
+
+    def observed(images):
+        if not match_noise or not noise.size:
+            return images
+        return add_noise(images, rng.choice(noise, size=len(images)), seed=int(rng.integers(2**31)))
+
     real_components = _real_components(model, galaxies, rows, run, batch_size)
     generated, catalog = generate(model, len(rows), scale=scale, seed=seed, batch_size=batch_size)
+    means = np.concatenate([np.asarray(model.encode(real_images[s:s + batch_size])[0])
+                            for s in range(0, len(rows), batch_size)])
     kwargs = {"statistics": statistics, "min_threshold": floor}
-    samples = {"real": measure(real_images, **kwargs), "vade": measure(generated, **kwargs)}
+    samples = {"real": measure(real_images, **kwargs), "vade": measure(observed(generated), **kwargs),
+               "reconstruction": measure(observed(decode_latents(model, means, batch_size)), **kwargs)}
     gen_components = np.asarray(catalog["component"])
     report = {"n_real": int(len(rows)), "n_generated": int(len(generated)), "scale": float(scale), "seed": int(seed),
-              "min_threshold": floor, "statistics": list(statistics),
+              "min_threshold": floor, "match_noise": bool(match_noise), "statistics": list(statistics),
               "vade": realism(samples["real"], samples["vade"], statistics, floor),
               "per_component": realism_per_component(samples["real"], real_components, samples["vade"],
                                                      gen_components, statistics, floor),
-              "baseline": None, "vade_closer_than_baseline": None}
+              "baseline": None, "vade_closer_than_baseline": None,
+              "reconstruction": realism(samples["real"], samples["reconstruction"], statistics, floor)}
     use_baseline = (run / BASELINE_FILE).is_file() if baseline is None else baseline
     if use_baseline:
         base_model = load_baseline_vae(run.path)
         base_images = sample_baseline(base_model, len(rows), seed=seed, batch_size=batch_size)
-        samples["baseline"] = measure(base_images, **kwargs)
+        samples["baseline"] = measure(observed(base_images), **kwargs)
         report["baseline"] = realism(samples["real"], samples["baseline"], statistics, floor)
         report["vade_closer_than_baseline"] = bool(report["vade"]["mean_wasserstein"]
                                                    < report["baseline"]["mean_wasserstein"])
     if write:
         path = run / "metrics.json"
         metrics = read_json(path) if path.is_file() else {}
-        metrics["generation"] = report
+        metrics["generation"] = _json_safe(report)
         write_json_atomic(path, metrics)
         logger.info("generation realism written to %s", path)
     if return_samples:
         samples.update(real_components=real_components, vade_components=gen_components)
         return report, samples
     return report
+
+
+def _json_safe(value):
+    """A copy with nan and infinities as None (strict JSON), numpy scalars as Python numbers."""
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value.item() if isinstance(value, np.generic) else value
 
 
 # ---------------------------------------------------------------- baseline VAE

@@ -1,12 +1,19 @@
 """The VaDE algorithm check on scikit-learn's digits (benchmarks/bench_digits.py).
 
-The quick tests check the benchmark's helpers; ``test_vade_beats_kmeans_on_hard_digits`` trains
-avader's dense VaDE through :func:`avader.training.train` on the digits that k-means on pixels
-confuses most and asserts that VaDE's Hungarian accuracy beats k-means' by a margin that held
-for every seed tried. The slow test runs the full check (all ten digits, three seeds).
+The quick tests check the benchmark's helpers. ``test_vade_beats_kmeans_on_hard_digits`` trains
+avader's dense VaDE through :func:`avader.training.train` on the four digits that k-means on
+pixels confuses most ({1, 3, 8, 9}: k-means accuracy 0.63), two complete runs with the
+benchmark's unsupervised choice (the most even cluster sizes), and asserts that VaDE's Hungarian
+accuracy beats k-means' by ``MARGIN``. Single runs of this configuration, seeds 0-9 (2 CPU
+cores, shared): accuracy 0.87, 0.63, 0.91, 0.92, 0.57, 0.84, 0.68, 0.90, 0.83, 0.91 with size entropies
+1.372, 1.250, 1.385, 1.382, 1.301, 1.382, 1.306, 1.381, 1.360, 1.381 (log 4 = 1.386): every run
+below 0.7 had the lower entropy of its pair, and the chosen run of every pair (0-1, 2-3, 4-5,
+6-7, 8-9) beat k-means by at least 0.21. The slow test runs the benchmark's
+``library`` variant on all ten digits (three seeds, three runs each).
 """
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +21,7 @@ import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_digits.py"
 HARD_DIGITS = (1, 3, 8, 9)  # k-means on pixels: Hungarian accuracy 0.63 on these 719 images
-MARGIN = 0.10               # VaDE minus k-means accuracy; smallest difference seen over seeds 0-4: see below
+MARGIN = 0.10               # VaDE minus k-means accuracy; the smallest difference seen was 0.21
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +61,10 @@ def test_balanced_fit_mixture_picks_the_most_even_restart(bench):
     latents = np.concatenate([c + rng.normal(0, 1, (n, 3)) for c, n in zip(centres, (80, 60, 40, 20, 10), strict=True)])
     fit = bench.balanced_fit_mixture(latents, 4, seed=7, restarts=4)
     single = [bench.balanced_fit_mixture(latents, 4, seed=7 + r, restarts=1) for r in range(4)]
-    assert fit["size_entropy"] == max(s["size_entropy"] for s in single)
-    assert fit["restart"] == int(np.argmax([s["size_entropy"] for s in single]))
+    entropies = [s["size_entropy"] for s in single]
+    assert len(set(entropies)) > 1
+    assert fit["size_entropy"] == max(entropies)
+    assert fit["restart"] == int(np.argmax(entropies))
     assert fit["means"].shape == (4, 3) and fit["variances"].shape == (4, 3) and fit["weights"].shape == (4,)
     original = avader.training.fit_mixture
     with bench.proposed_init_selection():
@@ -72,3 +81,42 @@ def test_overrides_resolve_to_the_plain_vade_elbo(bench):
     assert config.training.warmup_mode == "ae" and config.training.vade_epochs == 4
     weights = [latent_weight_schedule(epoch, config.training) for epoch in range(4)]
     assert weights == [1.0, 1.0, 1.0, 1.0]
+
+
+def test_vade_beats_kmeans_on_hard_digits(bench, tmp_path):
+    images, labels = bench.load_digits_arrays(classes=HARD_DIGITS)
+    path = bench.write_digits(tmp_path / "digits.fits", images, labels)
+    overrides = bench.digits_overrides(n_components=len(HARD_DIGITS), warmup_epochs=40, vade_epochs=30,
+                                       init_restarts=1)
+    runs = [bench.train_digits(path, seed, overrides, tmp_path / f"run{seed}") for seed in (0, 1)]
+    chosen = max(runs, key=lambda run: run["size_entropy"])
+    kmeans = bench.kmeans_pixels(images, labels, seed=0)
+    assert kmeans["accuracy"] < 0.7
+    assert chosen["components_used"] == len(HARD_DIGITS)
+    assert chosen["accuracy"] >= kmeans["accuracy"] + MARGIN
+    assert chosen["nmi"] > kmeans["nmi"]
+
+
+@pytest.mark.slow
+def test_benchmark_smoke_writes_its_report(bench, tmp_path):
+    """``bench_digits.py --smoke`` end to end (about 15 s; slow only to keep this file short)."""
+    output = tmp_path / "digits_smoke.json"
+    report = bench.main(["--smoke", "--variants", "library", "--warmup-epochs", "1", "--vade-epochs", "1",
+                         "--output", str(output)])
+    stored = json.loads(output.read_text())
+    assert stored["library"]["accuracy"]["values"] == report["library"]["accuracy"]["values"]
+    run = stored["per_seed"][0]["library"]["runs"][0]
+    assert 0.0 < run["accuracy"] <= 1.0 and 0.0 <= run["size_entropy"] <= np.log(10) + 1e-9
+    assert stored["overrides"]["training.warmup_epochs"] == 1 and stored["latent_weight"] == 0.2
+    assert stored["kmeans_accuracy"]["mean"] == pytest.approx(0.79, abs=0.02)
+    assert "cpu_cores" in stored["machine"]
+
+
+@pytest.mark.slow
+def test_digits_check_library_beats_kmeans(bench, tmp_path):
+    """The benchmark's library variant (all digits, seeds 0-2, three runs each; about 10 minutes)."""
+    report = bench.main(["--variants", "library", "--output", str(tmp_path / "digits.json")])
+    vade = np.array(report["library"]["accuracy"]["values"])
+    kmeans = np.array(report["kmeans_accuracy"]["values"])
+    assert np.all(vade > kmeans)
+    assert vade.mean() >= kmeans.mean() + 0.03

@@ -196,6 +196,19 @@ def test_realism_zero_against_itself_and_larger_when_shifted():
     assert broader["mean_wasserstein"] > twin["mean_wasserstein"]
 
 
+def test_add_noise_matches_real_noise_levels():
+    clean = np.full((400, 32, 32), 0.3, np.float32)
+    noisy = gen.add_noise(clean, np.repeat([0.02, 0.05], 200), seed=1)
+    assert noisy.dtype == np.float32 and noisy.min() >= 0.0 and noisy.max() <= 1.0
+    np.testing.assert_allclose(noisy * 255, np.rint(noisy * 255), atol=1e-4)
+    np.testing.assert_array_equal(noisy, gen.add_noise(clean, np.repeat([0.02, 0.05], 200), seed=1))
+    levels = gen.noise_levels(gen.add_noise(clean, np.repeat([0.02, 0.05], 200), seed=1, levels=None), sample=None)
+    np.testing.assert_allclose(np.median(levels[:200]), 0.02, rtol=0.1)
+    np.testing.assert_allclose(np.median(levels[200:]), 0.05, rtol=0.1)
+    assert gen.noise_floor(noisy, sample=None) == pytest.approx(2 * np.median(gen.noise_levels(noisy, sample=None)))
+    assert np.all(gen.add_noise(np.zeros((2, 8, 8)), 0.1, levels=None) >= 0.0)
+
+
 def test_realism_per_component_compares_matching_components():
     small, large = _blobs(40, seed=2, width=(1.5, 2.0)), _blobs(40, seed=3, width=(4.0, 5.0))
     real = np.concatenate([small, large])
@@ -237,11 +250,15 @@ def test_baseline_and_realism_report_merge_into_metrics(model, tmp_path):
     assert a.shape == (6, 16, 16) and np.array_equal(a, gen.sample_baseline(baseline, 6, seed=1))
     write_json_atomic(run / "metrics.json", {"clustering": {"nmi": 0.5}})
     report, samples = gen.realism_report(run, n=None, seed=0, return_samples=True)
+    text = (run / "metrics.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text  # strict JSON: undefined scores are null
     metrics = read_json(run / "metrics.json")
     assert metrics["clustering"] == {"nmi": 0.5}
     assert metrics["generation"]["n_real"] == 48 and metrics["generation"]["scale"] == 0.5
     assert metrics["generation"]["n_generated"] == 48
-    assert set(report) >= {"vade", "baseline", "per_component", "vade_closer_than_baseline", "min_threshold"}
+    assert set(report) >= {"vade", "baseline", "per_component", "vade_closer_than_baseline", "min_threshold",
+                           "reconstruction", "match_noise"}
+    assert set(samples) >= {"real", "vade", "baseline", "reconstruction"}
     assert set(report["vade"]["statistics"]) == set(gen.REALISM_STATISTICS)
     assert report["baseline"] is not None and samples["baseline"]["r_half"].shape == (48,)
     real = GalaxySet.read(data)
@@ -254,6 +271,11 @@ def test_baseline_and_realism_report_merge_into_metrics(model, tmp_path):
     assert report["n_real"] == 20 and report["baseline"] is None and "baseline" not in samples
     assert np.all(samples["real_components"] == constant)
     assert read_json(run / "metrics.json")["generation"]["n_real"] == 48
+
+
+def test_metrics_are_strict_json():
+    safe = gen._json_safe({"a": [np.float32(np.nan), 1.0, float("inf")], "b": np.int64(3), "c": (np.float64(0.5),)})
+    assert safe == {"a": [None, 1.0, None], "b": 3, "c": [0.5]} and type(safe["b"]) is int
 
 
 def test_load_baseline_missing_is_an_error(tmp_path):
