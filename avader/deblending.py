@@ -3,23 +3,31 @@
 The blend model (one blend, ``N`` sources, pixel coordinates ``x`` = column, ``y`` = row)::
 
     blend(x, y) = b + sum_k a_k * S_k(x, y) + noise,     noise ~ N(0, sigma^2)
-    S_k = warp(t_k; x_k, y_k, s_k) / sum(warp(...)),     t_k = decode(z_k) - pedestal, clipped at 0
+    S_k = G_k * warp(t_k; x_k, y_k, s_k), normalised to unit sum
+    t_k = decode(z_k) - pedestal, clipped at 0
 
 ``t_k`` is the decoded galaxy, centred in the stamp at the model's scale (each training galaxy
 spans 3.84 R90); :func:`warp` zooms it by ``s_k`` about the stamp centre and moves its centre to
 ``(x_k, y_k)`` with an antialiased bilinear resampler written as two matrix products (exact
-gradients in the positions, zooms and latents). ``a_k`` is the source's flux inside the stamp
-(stored units), ``b`` a constant background. For given shapes the fluxes and the background
-are the linear least-squares solution (solved in every step and differentiated through, so the
-optimiser only moves shapes); the latents, centres and log zooms minimise, by Adam with a
-cosine-decayed step and a tolerance on the relative loss change,
+gradients in the positions, zooms and latents); ``G_k`` is a Gaussian blur that restores the
+blend's PSF in shrunk templates (``s_k < 1`` shrinks the template's PSF too; only with
+``psf_fwhm``). ``a_k`` is the source's flux inside the stamp (stored units), ``b`` the sky, known
+or fitted. For given shapes the fluxes (and the sky) are the linear least-squares solution
+(solved in every step and differentiated through, so the optimiser only moves shapes); the
+latents, centres and log zooms minimise, by Adam with a cosine-decayed step and a tolerance on
+the relative loss change,
 
-    loss = chi^2 / 2 - prior_weight * sum_k log p_mixture(z_k)
+    loss = chi^2 / 2 - prior_weight * sum_k log p_mixture(z_k) + sum_k (log s_k - log s0_k)^2 / (2 w_k^2)
 
-with ``p_mixture`` the model's learned Gaussian mixture. Centres come from detection
-(:func:`detect`, photutils segmentation + deblending) unless given; the latents start from the
-encoding of a cutout around each detection (other segments masked, zoomed to the model scale),
-the zooms from the segment sizes relative to the brightest source (which sets the field's scale).
+with ``p_mixture`` the model's learned Gaussian mixture and a log-normal prior on each zoom
+(the brightest source near 1, because the field is scaled to the main galaxy as in training).
+Centres come from detection (:func:`detect`, photutils segmentation + deblending) unless given;
+the latents start from the encoding of a cutout around each detection (other segments masked,
+zoomed to the model scale), the zooms from the segment sizes relative to the brightest source.
+Optionally, significant sources in the residual are added and the blend refitted (``refine``);
+detected sources fainter than ``min_flux_ratio`` of the brightest are folded into their host.
+Fluxes are by default the model-weighted shares of the blend's light above the sky
+(``photometry="data"``, flux-conserving), source images the fitted models scaled to them.
 
 :func:`remove_companion` is the simple operation of the paper: encode a galaxy with a companion
 and decode it from the nearest companion-free mixture component. :func:`benchmark` measures the
@@ -114,6 +122,16 @@ def warp(images, x, y, zoom):
     ry = _resample_matrix((h - 1) / 2.0 - (y - (h - 1) / 2.0) / zoom, zoom, h)
     rx = _resample_matrix((w - 1) / 2.0 - (x - (w - 1) / 2.0) / zoom, zoom, w)
     return tf.matmul(tf.matmul(ry, images), rx, transpose_b=True)
+
+
+def _gaussian_matrix(sigma, n: int):
+    """(m, n, n) row-normalised Gaussian blur matrices of widths ``sigma`` (m,) pixels (tf)."""
+    import tensorflow as tf
+
+    grid = tf.range(n, dtype=tf.float32)
+    d2 = tf.square(grid[:, None] - grid[None, :])
+    kernel = tf.exp(-d2[None] / (2.0 * tf.square(tf.maximum(sigma, 0.05))[:, None, None]))
+    return kernel / tf.reduce_sum(kernel, axis=2, keepdims=True)
 
 
 def _cutout(images, x, y, zoom):
@@ -310,7 +328,7 @@ class _BlendFit:
         params = [spec([None, d], f32), spec([None, 2], f32), spec([None], f32)]
         self.step = tf.function(self._step, input_signature=[
             params, [params, params], spec([None, self.h, self.w], f32), spec([None], f32), spec([None], f32),
-            spec([None], f32), spec([None], i32), spec([None], i32), spec([None, 2], f32), spec([None], f32),
+            spec([None], f32), spec([None], i32), spec([None], i32), spec([None, 3], f32), spec([None], f32),
             spec([], f32), spec([], f32), spec([3], f32)])
 
     def templates(self, z):
@@ -329,18 +347,23 @@ class _BlendFit:
                            axis=1)
         return tf.nn.relu(stamps - tf.reduce_min(corners, axis=1)[:, None, None])
 
-    def evaluate(self, z, xy, log_zoom, data, sigma, sky, fit_sky, blend, slot, zoom_prior):
+    def evaluate(self, z, xy, log_zoom, data, sigma, sky, fit_sky, blend, slot, source_info):
         """Per-blend loss (B,) and its parts: unit-flux shapes (S, P), fluxes (S,), background, chi2 (B,).
 
         ``sky`` (B,) is the background where ``fit_sky`` (B,) is 0, the starting point where it is 1
-        (then a constant is fitted with the fluxes). ``zoom_prior`` (S, 2): centre and width of a
-        Gaussian prior on each log zoom.
+        (then a constant is fitted with the fluxes). ``source_info`` (S, 3): centre and width of a
+        Gaussian prior on each log zoom, and the PSF sigma (pixels) of the source's blend: a
+        template shrunk by s has its PSF shrunk too, so it is blurred by a Gaussian of
+        ``psf * sqrt(1 - s^2)`` to restore the blend's PSF (no correction when s >= 1).
         """
         tf = self.tf
         n_blends = tf.shape(data)[0]
         n_slots = tf.reduce_max(slot) + 1
         n_pix = self.h * self.w
-        shapes = tf.reshape(warp(self.templates(z), xy[:, 0], xy[:, 1], tf.exp(log_zoom)), [-1, n_pix])
+        warped = warp(self.templates(z), xy[:, 0], xy[:, 1], tf.exp(log_zoom))
+        blur = source_info[:, 2] * tf.sqrt(tf.nn.relu(1.0 - tf.exp(2.0 * log_zoom)) + 1e-4)
+        gy, gx = _gaussian_matrix(blur, self.h), _gaussian_matrix(blur, self.w)
+        shapes = tf.reshape(tf.matmul(tf.matmul(gy, warped), gx, transpose_b=True), [-1, n_pix])
         shapes = shapes / (tf.reduce_sum(shapes, axis=-1, keepdims=True) + 1e-12)
         where = tf.stack([blend, slot], axis=1)
         dense = tf.scatter_nd(where, shapes, tf.stack([n_blends, n_slots, n_pix]))
@@ -360,16 +383,16 @@ class _BlendFit:
         log_p = self.prior.log_prob_components(z) + self.component_mask
         log_prior = tf.math.unsorted_segment_sum(tf.reduce_logsumexp(log_p, axis=-1), blend, n_blends)
         zoom_term = tf.math.unsorted_segment_sum(
-            0.5 * tf.square((log_zoom - zoom_prior[:, 0]) / zoom_prior[:, 1]), blend, n_blends)
+            0.5 * tf.square((log_zoom - source_info[:, 0]) / source_info[:, 1]), blend, n_blends)
         loss = 0.5 * chi2 - self.prior_weight * log_prior + zoom_term
         return loss, {"shapes": shapes, "flux": tf.gather_nd(flux, where), "background": background, "chi2": chi2,
                       "log_p": log_p}
 
-    def _step(self, params, moments, data, sigma, sky, fit_sky, blend, slot, zoom_prior, frozen, t, scale, rates):
+    def _step(self, params, moments, data, sigma, sky, fit_sky, blend, slot, source_info, frozen, t, scale, rates):
         tf = self.tf
         with tf.GradientTape() as tape:
             tape.watch(params)
-            loss, _ = self.evaluate(*params, data, sigma, sky, fit_sky, blend, slot, zoom_prior)
+            loss, _ = self.evaluate(*params, data, sigma, sky, fit_sky, blend, slot, source_info)
             total = tf.reduce_sum(loss)
         grads = tape.gradient(total, params)
         keep = 1.0 - tf.gather(frozen, blend)
@@ -385,7 +408,7 @@ class _BlendFit:
         return new_params, [new_m, new_v], loss
 
 
-def _optimise(fit: _BlendFit, params, data, sigma, sky, fit_sky, blend, slot, zoom_prior, steps: int, tol: float,
+def _optimise(fit: _BlendFit, params, data, sigma, sky, fit_sky, blend, slot, source_info, steps: int, tol: float,
               patience: int, rates, frozen=None):
     """Adam on (z, centres, log zooms) with a cosine-decayed step; per-blend tolerance stopping.
 
@@ -396,7 +419,7 @@ def _optimise(fit: _BlendFit, params, data, sigma, sky, fit_sky, blend, slot, zo
     moments = [[tf.zeros_like(p) for p in params], [tf.zeros_like(p) for p in params]]
     data, sigma, sky, fit_sky = (tf.constant(v, tf.float32) for v in (data, sigma, sky, fit_sky))
     blend, slot = tf.constant(blend, tf.int32), tf.constant(slot, tf.int32)
-    zoom_prior = tf.constant(zoom_prior, tf.float32)
+    source_info = tf.constant(source_info, tf.float32)
     rates = tf.constant([rates["latent"], rates["position"], rates["zoom"]], tf.float32)
     n_blends = int(data.shape[0])
     previous = None
@@ -406,7 +429,7 @@ def _optimise(fit: _BlendFit, params, data, sigma, sky, fit_sky, blend, slot, zo
     used[frozen > 0] = 0
     for done in range(1, steps + 1):
         scale = 0.1 + 0.45 * (1.0 + math.cos(math.pi * (done - 1) / max(steps, 1)))
-        params, moments, loss = fit.step(params, moments, data, sigma, sky, fit_sky, blend, slot, zoom_prior,
+        params, moments, loss = fit.step(params, moments, data, sigma, sky, fit_sky, blend, slot, source_info,
                                          tf.constant(frozen),
                                          tf.constant(float(done)), tf.constant(scale, tf.float32), rates)
         loss = loss.numpy()
@@ -443,8 +466,8 @@ def _residual_sources(residual, sigma, centres, nsigma, min_distance: float = 3.
     return found["centres"][keep], np.isin(found["segmentation"], np.asarray(keep) + 1) * found["segmentation"]
 
 
-def _data_photometry(data, sky, shapes, flux, blend, sigma):
-    """Fluxes from the data: each pixel's light above the sky is shared in proportion to the models.
+def _data_shares(data, sky, shapes, flux, blend, sigma):
+    """Each source's share of the blend's light above the sky, in proportion to the models: (S, P).
 
     Pixels where all models together are below ``_SHARE_FLOOR`` sigma are left out.
     """
@@ -453,13 +476,13 @@ def _data_photometry(data, sky, shapes, flux, blend, sigma):
     np.add.at(total, blend, models)
     floor = _SHARE_FLOOR * sigma[blend, None]
     share = np.where(total[blend] > floor, models / np.maximum(total[blend], 1e-30), 0.0)
-    light = (data.reshape(len(data), -1) - sky[:, None])[blend]
-    return (share * light).sum(axis=1)
+    return share * (data.reshape(len(data), -1) - sky[:, None])[blend]
 
 
-def deblend(model, blends, centres=None, noise_sigma=None, background=None, steps: int = 150, tol: float = 1e-4,
-            patience: int = 10, prior_weight: float = 1.0, zoom_widths=(0.1, 0.5), refine: int = 1,
-            photometry: str = "data",
+def deblend(model, blends, centres=None, noise_sigma=None, background=None, psf_fwhm=None, steps: int = 150,
+            tol: float = 1e-4,
+            patience: int = 10, prior_weight: float = 1.0, zoom_widths=(0.1, 0.5), refine: int = 0,
+            photometry: str = "data", images: str = "model", min_flux_ratio: float = 0.05,
             batch_size: int = 32, max_sources: int = 4, allowed_components=None, learning_rates=None,
             progress: bool = False) -> dict:
     """Separate blended galaxies by fitting decoded galaxies to each blend (see the module notes).
@@ -477,6 +500,9 @@ def deblend(model, blends, centres=None, noise_sigma=None, background=None, step
         Pixel noise in stored units; default from the image border (1.4826 MAD).
     background : float or array_like, shape (n,), optional
         Known sky level (stored units); default: a constant fitted with the fluxes.
+    psf_fwhm : float or array_like, shape (n,), optional
+        PSF FWHM of the blends, pixels. Sources shrunk below the model's scale are blurred to
+        keep this PSF (a shrunk template carries a shrunk PSF); default: no correction.
     steps : int
         Optimiser step budget per pass (``AnalysisConfig.deblend_steps``).
     tol : float
@@ -490,11 +516,22 @@ def deblend(model, blends, centres=None, noise_sigma=None, background=None, step
         size relative to it).
     refine : int
         Passes that look for sources in the residual (closer than detection separates, e.g. pairs
-        within one half-light radius), add them and refit that blend.
+        within one half-light radius), add them and refit that blend. Off by default: with the
+        quick profile's decoder (round, smooth galaxies) most residual sources are template
+        mismatches (knots, disk ends), and adding them cost more flux accuracy than the pairs gained.
     photometry : {"data", "model"}
         ``"data"``: each source's flux is its model-weighted share of the blend's light above the
         sky (conserves the blend's flux, robust to template errors); ``"model"``: the least-squares
-        template amplitudes. Source images are the fitted models scaled to these fluxes.
+        template amplitudes.
+    images : {"model", "data"}
+        ``"model"``: source images are the fitted models scaled to the fluxes (noise-free, the
+        decoder's shapes); ``"data"``: each source's model-weighted share of the blend's light
+        (the data's shapes and noise, no hard segment edges; with ``photometry="data"`` their sums
+        are the fluxes).
+    min_flux_ratio : float
+        Detected sources fainter than this fraction of their blend's brightest are folded into the
+        source whose model dominates where they sit (knots and template mismatches, not galaxies);
+        0 keeps every source. Sources at given ``centres`` are always kept.
     batch_size : int
         Blends fitted together (vectorised).
     max_sources : int
@@ -519,8 +556,9 @@ def deblend(model, blends, centres=None, noise_sigma=None, background=None, step
     """
     from tqdm.auto import tqdm
 
-    if photometry not in ("data", "model"):
-        raise AvaderError(f"photometry: must be 'data' or 'model', got {photometry!r}")
+    for key, value in (("photometry", photometry), ("images", images)):
+        if value not in ("data", "model"):
+            raise AvaderError(f"{key}: must be 'data' or 'model', got {value!r}")
     started, cpu_started = time.perf_counter(), time.process_time()
     blends = np.asarray(blends, dtype=np.float32)
     blends = blends[None] if blends.ndim == 2 else blends
@@ -532,6 +570,7 @@ def deblend(model, blends, centres=None, noise_sigma=None, background=None, step
     sigma = border_sigma if noise_sigma is None else np.broadcast_to(np.asarray(noise_sigma, np.float64), (n,))
     sky = border_sky if background is None else np.broadcast_to(np.asarray(background, np.float64), (n,))
     fit_sky = np.full(n, 1.0 if background is None else 0.0, np.float32)
+    psf_sigma = np.zeros(n) if psf_fwhm is None else np.broadcast_to(np.asarray(psf_fwhm, np.float64), (n,)) / 2.3548
     given = _as_centres(centres, n)
     detections = [detect(blends[b], sigma[b], sky[b], max_sources=max_sources) for b in range(n)]
     centres_list = [c[:max_sources] for c in (given if given is not None else [d["centres"] for d in detections])]
@@ -542,7 +581,8 @@ def deblend(model, blends, centres=None, noise_sigma=None, background=None, step
         rows = np.arange(start, min(start + batch_size, n))
         results.append(_fit_batch(fit, model, blends[rows], sigma[rows], sky[rows], fit_sky[rows],
                                   [centres_list[r] for r in rows], [detections[r] for r in rows],
-                                  steps, tol, patience, rates, refine, max_sources, photometry, zoom_widths)
+                                  steps, tol, patience, rates, refine, max_sources, photometry, images,
+                                  zoom_widths, min_flux_ratio, psf_sigma[rows], given is not None)
                        + (rows,))
     n_slots = max([1] + [int(r[0]["slot"].max()) + 1 for r in results if len(r[0]["slot"])])
     out = {"sources": np.zeros((n, n_slots, size, size), np.float32), "flux": np.zeros((n, n_slots)),
@@ -552,6 +592,7 @@ def deblend(model, blends, centres=None, noise_sigma=None, background=None, step
            "noise_sigma": np.asarray(sigma, np.float64)}
     for key in ("background", "chi2", "loss", "steps"):
         out[key] = np.zeros(n)
+    out["model"] = np.zeros((n, size, size), np.float32)
     for packed, per_blend, rows in results:
         b, k = rows[packed["blend"]], packed["slot"]
         for key in ("sources", "flux", "centres", "zoom", "latents", "component"):
@@ -560,7 +601,6 @@ def deblend(model, blends, centres=None, noise_sigma=None, background=None, step
         for key, value in per_blend.items():
             out[key][rows] = value
     out["steps"] = out["steps"].astype(np.int64)
-    out["model"] = (out["sources"].sum(1) + out["background"][:, None, None]).astype(np.float32)
     out["residual"] = blends - out["model"]
     out["seconds"] = time.perf_counter() - started
     out["cpu_seconds"] = time.process_time() - cpu_started
@@ -568,25 +608,50 @@ def deblend(model, blends, centres=None, noise_sigma=None, background=None, step
     return out
 
 
+def _merge_faint(sources, flux, shapes, xy, blend, min_flux_ratio: float, size: int, protected):
+    """Fold unprotected sources fainter than ``min_flux_ratio`` of their blend's brightest into the
+    source whose model is brightest at their centre (in place); returns the kept mask and slots
+    re-ordered by flux."""
+    keep = np.ones(len(flux), bool)
+    slot = np.zeros(len(flux), np.int32)
+    ix = np.clip(np.rint(xy[:, 0]).astype(int), 0, size - 1)
+    iy = np.clip(np.rint(xy[:, 1]).astype(int), 0, size - 1)
+    for b in np.unique(blend):
+        members = np.flatnonzero(blend == b)
+        bright = (flux[members] >= min_flux_ratio * flux[members].max()) | protected[members]
+        hosts = members[bright]
+        for j in members[~bright]:
+            host = hosts[np.argmax(shapes[hosts, iy[j] * size + ix[j]] * flux[hosts])]
+            sources[host] += sources[j]
+            flux[host] += flux[j]
+            keep[j] = False
+        order = hosts[np.argsort(-flux[hosts], kind="stable")]
+        slot[order] = np.arange(len(order))
+    return keep, slot
+
+
 def _fit_batch(fit, model, blends, sigma, sky, fit_sky, centres_list, detections, steps, tol, patience, rates,
-               refine, max_sources, photometry, zoom_widths):
+               refine, max_sources, photometry, images, zoom_widths, min_flux_ratio, psf_sigma, given):
     """Fit one batch: detect-initialise, optimise, then ``refine`` residual passes."""
     tf = fit.tf
     n, size = len(blends), blends.shape[1]
     z, xy, zoom, blend, slot, main = _initial_state(model, blends - sky[:, None, None], centres_list, np.zeros(n),
                                                     detections)
     params = [z, xy, np.log(zoom)]
-    zoom_prior = np.column_stack([np.log(zoom), np.where(main, zoom_widths[0], zoom_widths[1])])
+    n_given = len(z)
+    source_info = np.column_stack([np.log(zoom), np.where(main, zoom_widths[0], zoom_widths[1]), psf_sigma[blend]])
     used = np.zeros(n)
     args = lambda: (blends, sigma.astype(np.float32), sky.astype(np.float32), fit_sky, blend, slot,  # noqa: E731
-                    zoom_prior.astype(np.float32))
+                    source_info.astype(np.float32))
     if not len(blend):
-        empty = {"blend": blend, "slot": slot}
-        return empty, {"background": sky, "chi2": np.sum((blends - sky[:, None, None]) ** 2, axis=(1, 2))
-                       / sigma**2 / size**2, "loss": np.zeros(n), "steps": used}
+        empty = {"blend": blend, "slot": slot, "sources": np.zeros((0, size, size)), "flux": np.zeros(0),
+                 "centres": np.zeros((0, 2)), "zoom": np.zeros(0), "latents": z, "component": np.zeros(0, np.int64)}
+        return empty, {"background": sky, "model": np.broadcast_to(sky[:, None, None], blends.shape),
+                       "chi2": np.sum((blends - sky[:, None, None]) ** 2, axis=(1, 2)) / sigma**2 / size**2,
+                       "loss": np.zeros(n), "steps": used}
     todo = np.ones(n, np.float32)
     for attempt in range(refine + 1):
-        params, steps_used = _optimise(fit, params, blends, sigma, sky, fit_sky, blend, slot, zoom_prior, steps, tol,
+        params, steps_used = _optimise(fit, params, blends, sigma, sky, fit_sky, blend, slot, source_info, steps, tol,
                                        patience, rates, frozen=1.0 - todo) if steps > 0 else (params, 0)
         used += np.where(todo > 0, steps_used, 0)
         if attempt == refine:
@@ -620,19 +685,26 @@ def _fit_batch(fit, model, blends, sigma, sky, fit_sky, centres_list, detections
                   np.concatenate([np.asarray(params[2]), np.log(zoom_new[added])])]
         blend = np.concatenate([blend, changed[b_new[added]]]).astype(np.int32)
         slot = np.concatenate([slot, s_new[added]]).astype(np.int32)
-        zoom_prior = np.vstack([zoom_prior, np.column_stack([np.log(zoom_new[added]),
-                                                             np.full(added.sum(), zoom_widths[1])])])
+        source_info = np.vstack([source_info, np.column_stack([np.log(zoom_new[added]), np.full(added.sum(), zoom_widths[1]),
+                                                               psf_sigma[changed[b_new[added]]]])])
         centres_list = new_centres
     loss, parts = fit.evaluate(*(tf.constant(p, tf.float32) for p in params), *args())
     shapes, flux = parts["shapes"].numpy(), parts["flux"].numpy()
     background = parts["background"].numpy().astype(np.float64)
+    shares = _data_shares(blends, background, shapes, flux, blend, sigma)
+    fitted = np.zeros((n, size * size))
+    np.add.at(fitted, blend, shapes * flux[:, None])
     if photometry == "data":
-        flux = _data_photometry(blends, background, shapes, flux, blend, sigma)
+        flux = shares.sum(axis=1)
+    sources = shares if images == "data" else shapes * flux[:, None]
     z, xy, log_zoom = (np.asarray(p) for p in params)
-    packed = {"blend": blend, "slot": slot, "sources": shapes.reshape(-1, size, size) * flux[:, None, None],
-              "flux": flux, "centres": xy, "zoom": np.exp(log_zoom), "latents": z,
-              "component": np.argmax(parts["log_p"].numpy(), axis=-1)}
-    return packed, {"background": background, "chi2": parts["chi2"].numpy() / size**2, "loss": loss.numpy(),
+    protected = np.arange(len(flux)) < n_given if given else np.zeros(len(flux), bool)
+    keep, slot = _merge_faint(sources, flux, shapes, xy, blend, min_flux_ratio, size, protected)
+    packed = {"blend": blend[keep], "slot": slot[keep], "sources": sources[keep].reshape(-1, size, size),
+              "flux": flux[keep], "centres": xy[keep], "zoom": np.exp(log_zoom[keep]), "latents": z[keep],
+              "component": np.argmax(parts["log_p"].numpy(), axis=-1)[keep]}
+    return packed, {"background": background, "model": fitted.reshape(n, size, size) + background[:, None, None],
+                    "chi2": parts["chi2"].numpy() / size**2, "loss": loss.numpy(),
                     "steps": used}
 
 
@@ -866,8 +938,10 @@ def _run_method(method, model, blends, noise, sky, true_centres, fit_options):
     """Per blend a (sources (m, h, w), centres (m, 2)) pair; wall and CPU seconds per blend."""
     started, cpu_started = time.perf_counter(), time.process_time()
     if method in ("avader", "avader_true_centres"):
-        result = deblend(model, blends, centres=true_centres if method == "avader_true_centres" else None,
-                         noise_sigma=noise, background=sky, **fit_options)
+        truth = method == "avader_true_centres"
+        options = {**fit_options, "refine": 0} if truth else fit_options
+        result = deblend(model, blends, centres=true_centres if truth else None, noise_sigma=noise, background=sky,
+                         **options)
         outputs = [(result["sources"][b, :m], result["centres"][b, :m]) for b, m in enumerate(result["n_sources"])]
     elif method in ("photutils", "sep"):
         split = photutils_deblend if method == "photutils" else sep_deblend
@@ -933,7 +1007,7 @@ def _finite(value):
 
 def benchmark(model, blendset, methods=("avader", "photutils", "sep"), n: int | None = None, steps: int = 150,
               tol: float = 1e-4, prior_weight: float = 1.0, batch_size: int = 32, match_radius: float = 1.0,
-              use_catalog_sky: bool = True, progress: bool = False) -> dict:
+              use_catalog_sky: bool = True, deblend_options=None, progress: bool = False) -> dict:
     """Score deblenders on a simulated blend set with ground truth.
 
     Every true source is matched (Hungarian, within ``match_radius`` of its half-light radius, at
@@ -957,9 +1031,11 @@ def benchmark(model, blendset, methods=("avader", "photutils", "sep"), n: int | 
         Passed to :func:`deblend`.
     match_radius : float
         Matching radius, units of the true source's half-light radius.
+    deblend_options : dict, optional
+        Further :func:`deblend` arguments (``refine``, ``images``, ``photometry``, ``zoom_widths``, ...).
     use_catalog_sky : bool
-        Give every method the catalogue's ``noise_sigma`` and sky level ``zero_level``, as a survey
-        pipeline knows them from a field larger than the stamp (else each method estimates the
+        Give every method the catalogue's ``noise_sigma`` and sky level ``zero_level`` (and avader
+        the PSF FWHM ``psf_fwhm_pix``), as a survey pipeline knows them from a field larger than the stamp (else each method estimates the
         noise from the stamp's border and avader fits the sky, the baselines take the border median).
     progress : bool
 
@@ -982,7 +1058,9 @@ def benchmark(model, blendset, methods=("avader", "photutils", "sep"), n: int | 
     separation = np.asarray(cat["separation_rhalf"], np.float64)[rows_idx]
     ratio = np.asarray(cat["flux_ratio"], np.float64)[rows_idx]
     fit_options = {"steps": steps, "tol": tol, "prior_weight": prior_weight, "batch_size": batch_size,
-                   "progress": progress}
+                   "progress": progress, **(deblend_options or {})}
+    if known and "psf_fwhm_pix" in cat.colnames:
+        fit_options.setdefault("psf_fwhm", np.asarray(cat["psf_fwhm_pix"], np.float64)[rows_idx])
     columns = ("method", "blend", "source", "n_sources", "separation_rhalf", "flux_ratio", "matched", *_METRICS)
     per_source = {c: [] for c in columns}
     results = {}
@@ -1011,7 +1089,8 @@ def benchmark(model, blendset, methods=("avader", "photutils", "sep"), n: int | 
                            **_summaries(select)}
         log.info("%s: %.2f s per blend, median SSIM (bright) %s", method, seconds,
                  results[method]["overall"]["bright"]["ssim"])
-    out = {"n_blends": len(rows_idx), "settings": {**fit_options, "match_radius": match_radius,
+    settings = {k: v for k, v in fit_options.items() if k != "psf_fwhm"}
+    out = {"n_blends": len(rows_idx), "settings": {**settings, "match_radius": match_radius,
                                                    "use_catalog_sky": bool(known), "methods": list(methods)},
            "methods": results, "per_source": per_source}
     if "avader" in results and "photutils" in results:
@@ -1056,6 +1135,8 @@ def deblend_run(run_dir, blends_file, out, steps: int | None = None, tol: float 
         Run directory holding ``model.keras``.
     blends_file : path
         GalaxySet of blends at the model's image size, linear stretch (e.g. ``avader simulate --blends``).
+        Catalogue columns ``noise_sigma``, ``zero_level`` (sky) and ``psf_fwhm_pix`` are used when
+        present; otherwise noise and sky come from the image border and there is no PSF correction.
     out : path
         File to write.
     steps : int, optional
@@ -1099,12 +1180,14 @@ def deblend_run(run_dir, blends_file, out, steps: int | None = None, tol: float 
         for start in range(0, n, chunk):
             rows = np.arange(start, min(start + chunk, n))
             blends = blendset.get_images(rows)
-            noise = np.asarray(cat["noise_sigma"], np.float64)[rows] if "noise_sigma" in cat.colnames else None
+            known = {key: np.asarray(cat[column], np.float64)[rows] for key, column in
+                     (("noise_sigma", "noise_sigma"), ("background", "zero_level"), ("psf_fwhm", "psf_fwhm_pix"))
+                     if column in cat.colnames}
             centres = None
             if use_catalog_centres:
                 centres = [np.array([[cat[f"x_{k}"][r], cat[f"y_{k}"][r]] for k in range(3) if f"x_{k}" in cat.colnames])
                            for r in rows]
-            result = deblend(model, blends, centres=centres, noise_sigma=noise, steps=steps, tol=tol,
+            result = deblend(model, blends, centres=centres, steps=steps, tol=tol, **known,
                              prior_weight=prior_weight, batch_size=batch_size, max_sources=max_sources,
                              progress=progress)
             slots = result["sources"].shape[1]

@@ -243,8 +243,14 @@ def deblend_examples(model, blendset, n: int = 6, steps: int = 150, seed: int = 
 
     rows = np.sort(np.random.default_rng(seed).choice(len(blendset), size=min(n, len(blendset)), replace=False))
     blends = blendset.get_images(rows)
-    noise = np.asarray(blendset.catalog["noise_sigma"])[rows] if "noise_sigma" in blendset.catalog.colnames else None
-    result = deblend(model, blends, noise_sigma=noise, steps=steps)
+    cat = blendset.catalog
+
+    def column(name):
+        return np.asarray(cat[name], np.float64)[rows] if name in cat.colnames else None
+
+    noise = column("noise_sigma")
+    result = deblend(model, blends, noise_sigma=noise, background=column("zero_level"),
+                     psf_fwhm=column("psf_fwhm_pix"), steps=steps)
     truths = np.asarray(blendset.extra["COMPONENTS"])[rows] if "COMPONENTS" in blendset.extra else None
     return plotting.plot_deblend_examples(blends, result["sources"], result["residual"], truths=truths,
                                           noise_sigma=noise)

@@ -209,6 +209,19 @@ def test_model_and_data_photometry_agree_on_a_clean_blend(analytic_model):
         deblend(analytic_model, blend, photometry="aperture")
 
 
+def test_deblend_handles_an_empty_image_and_data_images(analytic_model):
+    from avader.deblending import deblend
+
+    noise = np.random.default_rng(8).normal(0, 0.01, (2, SIZE, SIZE))
+    blends = noise + np.stack([np.zeros((SIZE, SIZE)), _blobs([(16.0, 15.0)], [20.0], sigma=2.5)[0]])
+    result = deblend(analytic_model, blends, noise_sigma=0.01, background=0.0, steps=20, images="data")
+    assert list(result["n_sources"]) == [0, 1]
+    assert np.all(result["sources"][0] == 0) and result["flux"][0, 0] == 0
+    np.testing.assert_allclose(result["sources"][1, 0].sum(), result["flux"][1, 0], rtol=1e-5)
+    assert result["flux"][1, 0] == pytest.approx(20.0, rel=0.05)
+    np.testing.assert_allclose(result["residual"], blends - result["model"], atol=1e-6)
+
+
 def test_deblend_rejects_wrong_image_size(analytic_model):
     from avader.deblending import deblend
 
