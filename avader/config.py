@@ -143,7 +143,8 @@ class TrainingConfig:
     warmup_mode: str = "vae"         # "vae" (standard-normal prior, as upstream) or "ae" (deterministic pretraining)
     warmup_kl_weight: float = 1.0    # KL weight of the phase-1 VAE
     init_samples: int = 38000        # phase 2: latent means used for the mixture fit (upstream: 200 batches of 190)
-    init_restarts: int = 1           # phase 2: mixture fits from different seeds; the best log-likelihood wins
+    init_restarts: int = 1           # phase 2: mixture fits from different seeds
+    init_select: str = "likelihood"  # phase 2: the winning fit: "likelihood" (highest) or "balance" (most even cluster sizes)
     init_copy: str = "full"          # "full" copies the fit into the prior; "discard" reproduces upstream's zeroed copy
     vade_periods: int = 5            # phase 3: number of anneal + static periods
     anneal_epochs: int = 25          # phase 3: epochs in which the latent weight rises each period
@@ -162,6 +163,7 @@ class TrainingConfig:
         choices = {
             "warmup_mode": ("vae", "ae"),
             "init_copy": ("full", "discard"),
+            "init_select": ("likelihood", "balance"),
             "precision": ("float32", "mixed_bfloat16", "mixed_float16", "auto"),
         }
         for key, allowed in choices.items():

@@ -47,6 +47,7 @@ __all__ = [
     "latent_weight_schedule",
     "split_rows",
     "fit_mixture",
+    "size_entropy",
     "load_run_model",
     "encode_dataset",
     "TrainingState",
@@ -173,7 +174,17 @@ def _progress_range(start, stop, step, progress, desc):
     return tqdm(steps, desc=desc, unit="batch", leave=False)
 
 
-def fit_mixture(latents: np.ndarray, n_components: int, seed: int, restarts: int = 1):
+def size_entropy(assignments, n_components: int) -> float:
+    """Entropy (nats) of the cluster-size distribution of hard ``assignments`` (n,); log K when even."""
+    sizes = np.bincount(np.asarray(assignments, dtype=np.int64), minlength=n_components) / max(len(assignments), 1)
+    sizes = sizes[sizes > 0]
+    return float(-np.sum(sizes * np.log(sizes)))
+
+
+INIT_SELECTIONS = ("likelihood", "balance")
+
+
+def fit_mixture(latents: np.ndarray, n_components: int, seed: int, restarts: int = 1, select: str = "likelihood"):
     """k-means then a diagonal Gaussian mixture seeded by its centres; best of ``restarts``.
 
     Parameters
@@ -182,29 +193,39 @@ def fit_mixture(latents: np.ndarray, n_components: int, seed: int, restarts: int
     n_components : int
     seed : int
     restarts : int
-        Independent fits (seeds ``seed .. seed + restarts - 1``); the highest mean
-        log-likelihood wins (an unsupervised choice among initialisations).
+        Independent fits (seeds ``seed .. seed + restarts - 1``).
+    select : {"likelihood", "balance"}
+        How the winner is chosen, without labels: the highest mean log-likelihood, or the most
+        even cluster sizes (highest :func:`size_entropy` of the fit's hard assignments of
+        ``latents``). On scikit-learn's digits the likelihood prefers fits that merge classes
+        (Spearman about -0.8 between log-likelihood and accuracy over restarts) and ``balance``
+        raises VaDE's accuracy from 0.85 to 0.88 (``benchmarks/bench_digits.py``).
 
     Returns
     -------
     dict
         ``weights`` (K,), ``means`` (K, d), ``variances`` (K, d), ``log_likelihood`` (mean per
-        point) and ``restart`` (the winner's index).
+        point), ``size_entropy`` (nats) and ``restart`` (the winner's index).
     """
     from sklearn.cluster import KMeans
     from sklearn.mixture import GaussianMixture
 
-    best = None
+    if select not in INIT_SELECTIONS:
+        raise AvaderError(f"init_select: must be one of {', '.join(INIT_SELECTIONS)}, got {select!r}")
+    best, best_key = None, None
     for restart in range(max(1, restarts)):
         rs = seed + restart
         kmeans = KMeans(n_clusters=n_components, n_init=5, random_state=rs).fit(latents)
         gmm = GaussianMixture(n_components=n_components, covariance_type="diag", means_init=kmeans.cluster_centers_,
                               random_state=rs, reg_covar=1e-4, max_iter=300).fit(latents)
         score = float(gmm.score(latents))
-        log.info("mixture fit %d: mean log-likelihood %.4f", restart, score)
-        if best is None or score > best["log_likelihood"]:
+        entropy = size_entropy(gmm.predict(latents), n_components)
+        log.info("mixture fit %d: mean log-likelihood %.4f, size entropy %.4f", restart, score, entropy)
+        key = score if select == "likelihood" else entropy
+        if best is None or key > best_key:
+            best_key = key
             best = {"weights": gmm.weights_, "means": gmm.means_, "variances": gmm.covariances_,
-                    "log_likelihood": score, "restart": restart}
+                    "log_likelihood": score, "size_entropy": entropy, "restart": restart}
     return best
 
 
@@ -539,13 +560,15 @@ def _initialise_mixture(model, galaxies, split, config, run, progress):
     if len(rows) > tc.init_samples:
         rows = np.sort(rng.choice(rows, tc.init_samples, replace=False))
     means, _ = encode_dataset(model, galaxies, rows, batch_size=config.analysis.batch_size, progress=progress)
-    fit = fit_mixture(means, config.model.n_components, seed=config.seed, restarts=tc.init_restarts)
+    fit = fit_mixture(means, config.model.n_components, seed=config.seed, restarts=tc.init_restarts,
+                      select=tc.init_select)
     if tc.init_copy == "full":
         model.prior.set_mixture(fit["weights"], fit["means"], fit["variances"])
     else:
         log.warning("init_copy=discard: the mixture fit is not copied into the prior (upstream behaviour)")
     run.record_phase("init", started, samples=int(len(rows)), log_likelihood=fit["log_likelihood"],
-                     restart=fit["restart"], copied=tc.init_copy)
+                     size_entropy=fit["size_entropy"], restart=fit["restart"], select=tc.init_select,
+                     copied=tc.init_copy)
 
 
 def _save_model(model, run: RunDir) -> Path:

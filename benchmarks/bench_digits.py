@@ -17,8 +17,8 @@ Variants (``--variants``), each per seed:
 
 ``library``     avader as it is, one mixture fit (``init_restarts`` 1), three complete runs;
 ``likelihood``  avader's choice among five mixture fits by log-likelihood, one run;
-``proposed``    twenty mixture fits, the one with the most even cluster sizes chosen
-                (:func:`balanced_fit_mixture`, patched in for the demonstration), three runs.
+``balance``     twenty mixture fits, the one with the most even cluster sizes chosen
+                (``training.init_select: balance``, :func:`avader.training.fit_mixture`), three runs.
 
 Among a seed's complete runs the one whose final assignments have the most even cluster sizes
 (highest :func:`size_entropy`, no labels used) is the seed's result; the runs chosen by the
@@ -35,8 +35,6 @@ Writes ``benchmarks/results/digits.json`` (``digits_smoke.json`` with ``--smoke`
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import logging
 import os
 import tempfile
@@ -50,9 +48,6 @@ __all__ = [
     "write_digits",
     "digits_overrides",
     "kmeans_pixels",
-    "size_entropy",
-    "balanced_fit_mixture",
-    "proposed_init_selection",
     "train_digits",
     "run_variant",
     "VARIANTS",
@@ -167,51 +162,6 @@ def kmeans_pixels(images, labels, seed: int) -> dict:
     return {"accuracy": hungarian_accuracy(labels, assignments, one_to_one=True), "nmi": nmi(labels, assignments)}
 
 
-def size_entropy(assignments, n_components: int) -> float:
-    """Entropy (nats) of the cluster-size distribution of hard ``assignments`` (n,) int; log K when even."""
-    sizes = np.bincount(np.asarray(assignments), minlength=n_components) / len(assignments)
-    sizes = sizes[sizes > 0]
-    return float(-np.sum(sizes * np.log(sizes)))
-
-
-def balanced_fit_mixture(latents, n_components: int, seed: int, restarts: int = 1) -> dict:
-    """:func:`avader.training.fit_mixture` with another choice among restarts (a proposal).
-
-    The same k-means-seeded diagonal Gaussian-mixture fits (seeds ``seed .. seed + restarts - 1``),
-    but the winner is the fit whose hard assignments of ``latents`` (m, d) have the most even
-    cluster sizes (highest :func:`size_entropy`) instead of the highest log-likelihood.
-    Returns the same dict (``weights`` (K,), ``means`` (K, d), ``variances`` (K, d),
-    ``log_likelihood``, ``restart``) plus ``size_entropy``.
-    """
-    from sklearn.cluster import KMeans
-    from sklearn.mixture import GaussianMixture
-
-    best = None
-    for restart in range(max(1, restarts)):
-        rs = seed + restart
-        kmeans = KMeans(n_clusters=n_components, n_init=5, random_state=rs).fit(latents)
-        gmm = GaussianMixture(n_components=n_components, covariance_type="diag", means_init=kmeans.cluster_centers_,
-                              random_state=rs, reg_covar=1e-4, max_iter=300).fit(latents)
-        entropy = size_entropy(gmm.predict(latents), n_components)
-        if best is None or entropy > best["size_entropy"]:
-            best = {"weights": gmm.weights_, "means": gmm.means_, "variances": gmm.covariances_,
-                    "log_likelihood": float(gmm.score(latents)), "restart": restart, "size_entropy": entropy}
-    return best
-
-
-@contextlib.contextmanager
-def proposed_init_selection():
-    """Within the block, avader's phase 2 uses :func:`balanced_fit_mixture` (demonstration only)."""
-    import avader.training
-
-    original = avader.training.fit_mixture
-    avader.training.fit_mixture = balanced_fit_mixture
-    try:
-        yield
-    finally:
-        avader.training.fit_mixture = original
-
-
 def train_digits(data_path, seed: int, overrides: dict, run_dir) -> dict:
     """One complete avader training run on a digits GalaxySet, scored against its ``label`` column.
 
@@ -242,7 +192,7 @@ def train_digits(data_path, seed: int, overrides: dict, run_dir) -> dict:
     from avader.data import GalaxySet
     from avader.metrics import hungarian_accuracy, nmi
     from avader.model import build_vade
-    from avader.training import load_run_model, read_history, train
+    from avader.training import load_run_model, read_history, size_entropy, train
 
     started = time.time()
     config = load_config("smoke", {**overrides, "seed": seed})
@@ -283,11 +233,11 @@ def train_digits(data_path, seed: int, overrides: dict, run_dir) -> dict:
     }
 
 
-# variant -> (mixture fits in phase 2, complete runs per seed, proposed mixture selection)
+# variant -> (mixture fits in phase 2, complete runs per seed, choice among the fits)
 VARIANTS = {
-    "library": {"init_restarts": 1, "runs": 3, "proposed": False},
-    "likelihood": {"init_restarts": 5, "runs": 1, "proposed": False},
-    "proposed": {"init_restarts": 20, "runs": 3, "proposed": True},
+    "library": {"init_restarts": 1, "runs": 3, "init_select": "likelihood"},
+    "likelihood": {"init_restarts": 5, "runs": 1, "init_select": "likelihood"},
+    "balance": {"init_restarts": 20, "runs": 3, "init_select": "balance"},
 }
 SELECTION_RULES = {
     "size_entropy": lambda run: -run["size_entropy"],
@@ -304,17 +254,16 @@ def run_variant(data_path, seed: int, variant: str, overrides: dict, workdir, ru
     """
     spec = VARIANTS[variant]
     n_runs = runs or spec["runs"]
-    overrides = {**overrides, "training.init_restarts": spec["init_restarts"]}
-    context = proposed_init_selection() if spec["proposed"] else contextlib.nullcontext()
+    overrides = {**overrides, "training.init_restarts": spec["init_restarts"],
+                 "training.init_select": spec["init_select"]}
     started = time.time()
-    with context:
-        results = [train_digits(data_path, 1000 + 10 * seed + r, overrides, Path(workdir) / f"{variant}_{seed}_{r}")
-                   for r in range(n_runs)]
+    results = [train_digits(data_path, 1000 + 10 * seed + r, overrides, Path(workdir) / f"{variant}_{seed}_{r}")
+               for r in range(n_runs)]
     picks = {name: min(range(n_runs), key=lambda r: key(results[r])) for name, key in SELECTION_RULES.items()}
     return {
         "variant": variant,
         "init_restarts": spec["init_restarts"],
-        "mixture_selection": "size_entropy (balanced_fit_mixture)" if spec["proposed"] else "log_likelihood",
+        "mixture_selection": spec["init_select"],
         "accuracy": results[picks["size_entropy"]]["accuracy"],
         "nmi": results[picks["size_entropy"]]["nmi"],
         "selected": picks,
@@ -345,7 +294,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from avader.runs import machine_info
+    from avader.runs import machine_info, write_json_atomic
 
     seeds = args.seeds or ([0] if args.smoke else [0, 1, 2])
     variants = args.variants or list(VARIANTS)
@@ -391,11 +340,15 @@ def main(argv=None) -> dict:
             "accuracy_all_runs": _summary([r["accuracy"] for e in per_seed for r in e[variant]["runs"]]),
             "seconds_per_seed": _summary([e[variant]["seconds"] for e in per_seed]),
         }
+    headline = "balance" if "balance" in variants else variants[0]
+    report["bar"] = {"accuracy": 0.85, "variant": headline, "accuracy_mean": report[headline]["accuracy"]["mean"],
+                     "passed": bool(report[headline]["accuracy"]["mean"] >= 0.85
+                                    and report[headline]["accuracy"]["mean"] > report["kmeans_accuracy"]["mean"])}
     report["per_seed"] = per_seed
     report["machine"] = machine_info()
     output = args.output or RESULTS / ("digits_smoke.json" if args.smoke else "digits.json")
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n")
+    write_json_atomic(output, report)
     for variant in variants:
         log.info("%s: VaDE %.4f +- %.4f; k-means %.4f", variant, report[variant]["accuracy"]["mean"],
                  report[variant]["accuracy"]["std"], report["kmeans_accuracy"]["mean"])

@@ -47,31 +47,6 @@ def test_digits_arrays_and_galaxyset(bench, tmp_path):
     np.testing.assert_array_equal(np.asarray(stored.catalog["label"]), labels)
 
 
-def test_size_entropy(bench):
-    assert bench.size_entropy(np.tile(np.arange(4), 5), 4) == pytest.approx(np.log(4))
-    assert bench.size_entropy(np.zeros(10, dtype=int), 4) == 0.0
-    assert 0.0 < bench.size_entropy(np.array([0, 0, 0, 1]), 4) < np.log(2)
-
-
-def test_balanced_fit_mixture_picks_the_most_even_restart(bench):
-    import avader.training
-
-    rng = np.random.default_rng(0)
-    centres = rng.normal(0, 4, (5, 3))
-    latents = np.concatenate([c + rng.normal(0, 1, (n, 3)) for c, n in zip(centres, (80, 60, 40, 20, 10), strict=True)])
-    fit = bench.balanced_fit_mixture(latents, 4, seed=7, restarts=4)
-    single = [bench.balanced_fit_mixture(latents, 4, seed=7 + r, restarts=1) for r in range(4)]
-    entropies = [s["size_entropy"] for s in single]
-    assert len(set(entropies)) > 1
-    assert fit["size_entropy"] == max(entropies)
-    assert fit["restart"] == int(np.argmax(entropies))
-    assert fit["means"].shape == (4, 3) and fit["variances"].shape == (4, 3) and fit["weights"].shape == (4,)
-    original = avader.training.fit_mixture
-    with bench.proposed_init_selection():
-        assert avader.training.fit_mixture is bench.balanced_fit_mixture
-    assert avader.training.fit_mixture is original
-
-
 def test_overrides_resolve_to_the_plain_vade_elbo(bench):
     from avader.config import load_config
     from avader.training import latent_weight_schedule

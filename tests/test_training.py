@@ -19,6 +19,7 @@ from avader.training import (
     learning_rate,
     load_run_model,
     read_history,
+    size_entropy,
     split_rows,
     train,
     warmup_checkpoint,
@@ -66,6 +67,29 @@ def test_split_rows_disjoint_and_seeded():
     assert all(np.array_equal(split[k], again[k]) for k in split)
     with pytest.raises(AvaderError, match="no training rows"):
         split_rows(2, 0.45, 0.45, seed=0)
+
+
+def test_size_entropy():
+    assert size_entropy(np.tile(np.arange(4), 5), 4) == pytest.approx(np.log(4))
+    assert size_entropy(np.zeros(10, dtype=int), 4) == 0.0
+    assert 0.0 < size_entropy(np.array([0, 0, 0, 1]), 4) < np.log(2)
+
+
+def test_fit_mixture_balance_picks_the_most_even_restart():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 4, (5, 3))
+    latents = np.concatenate([c + rng.normal(0, 1, (n, 3)) for c, n in zip(centres, (80, 60, 40, 20, 10), strict=True)])
+    fit = fit_mixture(latents, 4, seed=7, restarts=4, select="balance")
+    single = [fit_mixture(latents, 4, seed=7 + r, restarts=1) for r in range(4)]
+    entropies = [s["size_entropy"] for s in single]
+    likelihoods = [s["log_likelihood"] for s in single]
+    assert len(set(entropies)) > 1
+    assert fit["size_entropy"] == max(entropies) and fit["restart"] == int(np.argmax(entropies))
+    assert fit["means"].shape == (4, 3) and fit["variances"].shape == (4, 3) and fit["weights"].shape == (4,)
+    by_likelihood = fit_mixture(latents, 4, seed=7, restarts=4)
+    assert by_likelihood["restart"] == int(np.argmax(likelihoods))
+    with pytest.raises(AvaderError, match="init_select"):
+        fit_mixture(latents, 4, seed=7, select="entropy")
 
 
 def test_fit_mixture_recovers_separated_clusters():
