@@ -16,16 +16,14 @@ detection floor (twice the median border noise of the real images), so that nois
 images and noisy real ones are cut at the same surface brightness.
 
 The baseline is a plain VAE (standard-normal prior) of the same architecture trained for the same
-number of epochs (:func:`train_baseline_vae`, saved as ``baseline_vae.keras`` in the run
-directory), sampled from ``N(0, I)``.
+number of epochs, trained by ``avader train`` with ``training.baseline_vae: true`` (sharing the
+run's warm-up; ``baseline_vae.keras`` in the run directory), sampled from ``N(0, I)``.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -48,7 +46,6 @@ __all__ = [
     "realism",
     "realism_per_component",
     "realism_report",
-    "train_baseline_vae",
     "load_baseline_vae",
     "sample_baseline",
     "published_generation",
@@ -628,59 +625,6 @@ def _json_safe(value):
 
 
 # ---------------------------------------------------------------- baseline VAE
-def train_baseline_vae(config, galaxyset, run_dir, epochs: int | None = None, progress: bool = False,
-                       overwrite: bool = False) -> Path:
-    """Train a plain VAE (standard-normal prior) with the run's architecture and epoch budget.
-
-    The network is :func:`avader.model.build_vade` of ``config.model`` in mode ``"vae"`` with KL
-    weight 1, trained with Adam and the run's learning-rate schedule on the run's training rows
-    (:func:`avader.training.split_rows`) for ``warmup_epochs + vade_epochs`` epochs, then saved
-    atomically as ``<run_dir>/baseline_vae.keras``.
-
-    ``galaxyset`` is a GalaxySet or its path; ``epochs`` overrides the budget; ``progress`` shows
-    one Keras line per epoch; ``overwrite`` replaces an existing file. Returns its path.
-    """
-    import keras
-
-    from .data import GalaxySet, make_dataset
-    from .model import build_vade
-    from .runs import RunDir
-    from .training import learning_rate, split_rows
-
-    run = RunDir(run_dir)
-    target = run / BASELINE_FILE
-    if target.exists() and not overwrite:
-        raise AvaderError(f"{target}: exists; pass overwrite=True to replace it")
-    if not isinstance(galaxyset, GalaxySet):
-        galaxyset = GalaxySet.read(galaxyset)
-    tc = config.training
-    epochs = tc.warmup_epochs + tc.vade_epochs if epochs is None else int(epochs)
-    if epochs < 1:
-        raise AvaderError(f"epochs: the baseline needs at least one epoch, got {epochs}")
-    split = split_rows(len(galaxyset), config.data.validation_fraction, config.data.test_fraction, config.seed)
-    started = time.time()
-    model = build_vade(config.model, seed=config.seed)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=tc.learning_rate))
-    model.set_mode("vae", latent_weight=1.0)
-    steps = tc.steps_per_epoch or math.ceil(len(split["train"]) / tc.batch_size)
-    dataset = make_dataset(galaxyset, tc.batch_size, shuffle=True, seed=config.seed, flips=tc.flips, epochs=epochs,
-                           indices=split["train"]).repeat()
-    schedule = keras.callbacks.LearningRateScheduler(lambda epoch: learning_rate(epoch, tc))
-    history = model.fit(dataset, epochs=epochs, steps_per_epoch=steps, callbacks=[schedule], shuffle=False,
-                        verbose=(2 if progress else 0))
-    final = {k: float(v[-1]) for k, v in history.history.items() if v}
-    if not all(math.isfinite(v) for v in final.values()):
-        raise AvaderError(f"{run.path}: baseline VAE loss became NaN or infinite; nothing saved")
-    run.path.mkdir(parents=True, exist_ok=True)
-    tmp = run / f".{BASELINE_FILE}.partial.keras"
-    model.save(tmp)
-    os.replace(tmp, target)
-    if run.manifest_path.is_file():
-        run.record_phase("baseline_vae", started, epochs=epochs, **{k: round(v, 4) for k, v in final.items()})
-    logger.info("baseline VAE (%d epochs) saved to %s", epochs, target)
-    return target
-
-
 def load_baseline_vae(run_dir):
     """Load ``baseline_vae.keras`` of a run directory (Keras safe mode)."""
     import keras
