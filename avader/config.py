@@ -357,11 +357,13 @@ def _build(values: dict, where: str) -> Config:
     return Config(profile=profile, seed=seed, **sections)
 
 
-def _merge(base: dict, overrides: dict) -> dict:
+def _merge(base: dict, overrides: dict, depth: int = 0) -> dict:
+    """Sections merge key by key; a mapping-valued setting inside a section (e.g.
+    ``simulation.family_fractions``) is replaced whole, so that ``{"late": 1.0}`` means only late types."""
     out = dict(base)
     for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+        if depth == 0 and isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value, depth + 1)
         else:
             out[key] = value
     return out

@@ -43,6 +43,15 @@ def test_overrides_from_strings_and_mappings():
     assert load_config("smoke").fingerprint() == base.fingerprint()
 
 
+def test_mapping_valued_settings_are_replaced_not_merged():
+    config = load_config("smoke", {"simulation.family_fractions": {"late": 1.0}})
+    fractions = config.simulation.family_fractions
+    assert fractions.get("late") == 1.0 and sum(fractions.values()) == pytest.approx(1.0)
+    again = config.replace(["simulation.family_fractions={spheroid: 0.25, late: 0.75}"])
+    assert again.simulation.family_fractions.get("spheroid") == 0.25
+    assert again.simulation.family_fractions.get("late") == 0.75
+
+
 def test_unknown_key_names_key_and_file(tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text("training:\n  batch_sise: 3\n")
