@@ -25,8 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,20 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _common, also when a test loads this file by path
+import _common as common
+
 IMAGE_SIZE = 128  # pixels (paper)
-
-_WRAPPER = ("import json, resource, subprocess, sys\n"
-            "rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode\n"
-            "print(json.dumps({'rc': rc, 'maxrss_kib': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))\n")
-
-
-def _status_mib(key: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def write_data(path: Path, n: int, seed: int = 0, chunk: int = 500) -> Path:
@@ -78,28 +66,23 @@ def child(args) -> None:
     model = build_vade(ModelConfig(), seed=0)
     galaxies = GalaxySet.read(args.data, validate=False)
     assign(model, galaxies, batch_size=args.batch_size, progress=False, rows=np.arange(min(args.batch_size, len(galaxies))))
-    rss_setup = _status_mib("VmRSS")
+    rss_setup = common.status_mib("VmRSS")
     started = time.perf_counter()
     out = assign(model, galaxies, batch_size=args.batch_size, progress=False)
     seconds = time.perf_counter() - started
     result = {"precision": args.precision, "n": len(galaxies), "batch_size": args.batch_size, "seconds": round(seconds, 3),
               "images_per_second": round(len(galaxies) / seconds, 2), "rss_after_setup_mib": round(rss_setup, 1),
-              "vmhwm_mib": round(_status_mib("VmHWM"), 1), "components_used": int(np.unique(out["component"]).size)}
+              "vmhwm_mib": round(common.status_mib("VmHWM"), 1),
+              "components_used": int(np.unique(out["component"]).size)}
     Path(args.json).write_text(json.dumps(result))
 
 
 def measure(data: Path, precision: str, batch_size: int) -> dict:
     """Run :func:`child` in a subprocess under the rusage wrapper; its result plus ``peak_rss_mib``."""
-    with tempfile.TemporaryDirectory() as tmp:
-        report = Path(tmp) / "child.json"
-        cmd = [sys.executable, "-c", _WRAPPER, sys.executable, str(Path(__file__).resolve()), "--child",
-               "--data", str(data), "--precision", precision, "--batch-size", str(batch_size), "--json", str(report)]
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-        wrapped = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout.strip())
-        if wrapped["rc"] != 0 or not report.is_file():
-            raise RuntimeError(f"inference child failed ({precision}, {data}): exit {wrapped['rc']}")
-        result = json.loads(report.read_text())
-    result["peak_rss_mib"] = round(wrapped["maxrss_kib"] / 1024, 1)
+    options = ["--data", str(data), "--precision", precision, "--batch-size", str(batch_size)]
+    result, peak = common.run_wrapped_child(__file__, options, f"inference child ({precision}, {data})",
+                                            TF_CPP_MIN_LOG_LEVEL="2")
+    result["peak_rss_mib"] = peak
     logging.info("%s N=%d: %.1f images/s, peak RSS %.0f MiB", precision, result["n"], result["images_per_second"],
                  result["peak_rss_mib"])
     return result
@@ -112,23 +95,17 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=64, help="images per inference batch")
     parser.add_argument("--precisions", default="float32,mixed_bfloat16")
     parser.add_argument("--out", type=Path, help="result file")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--data", help=argparse.SUPPRESS)
-    parser.add_argument("--precision", help=argparse.SUPPRESS)
-    parser.add_argument("--json", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.child:
-        child(args)
+    common.add_child_options(parser, "--precision")
+    args = common.parse_args(parser, argv, child)
+    if args is None:
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    sys.path.insert(0, str(ROOT))
     from avader.runs import machine_info
 
     n = args.n or (16 if args.smoke else 500)
     batch = min(args.batch_size, n)
-    load_before = os.getloadavg()
+    load_before = common.load_average()
     started = time.time()
-    with tempfile.TemporaryDirectory(dir=RESULTS.parent) as tmp:
+    with tempfile.TemporaryDirectory(dir=common.RESULTS.parent) as tmp:
         small = write_data(Path(tmp) / "n.fits", n)
         large = write_data(Path(tmp) / "10n.fits", 10 * n)
         runs = [measure(small, precision, batch) for precision in args.precisions.split(",")]
@@ -136,7 +113,7 @@ def main(argv=None) -> int:
     small_f32 = next(r for r in runs if r["precision"] == "float32")
     result = {
         "benchmark": "catalogue inference (avader.clustering.assign): latent means, responsibilities, components",
-        "command": " ".join([Path(sys.executable).name, "benchmarks/bench_inference.py", *(argv or sys.argv[1:])]),
+        "command": common.command_line(__file__, argv),
         "mode": "smoke" if args.smoke else "full",
         "model": "paper network, avader.model.ModelConfig() (128x128, filters 64/64/16, latent 20, K 12)",
         "data": "memory-mapped uint8 GalaxySet written with GalaxySetWriter",
@@ -147,14 +124,13 @@ def main(argv=None) -> int:
                    "peak_rss_mib_10n": big["peak_rss_mib"],
                    "ratio_10n_to_n": round(big["peak_rss_mib"] / small_f32["peak_rss_mib"], 3),
                    "image_bytes_10n_mib": round(10 * n * IMAGE_SIZE**2 / 2**20, 1)},
-        "load_average_before": [round(v, 2) for v in load_before],
-        "load_average_after": [round(v, 2) for v in os.getloadavg()],
+        "load_average_before": load_before,
+        "load_average_after": common.load_average(),
         "seconds": round(time.time() - started, 1),
         "machine": machine_info(with_devices=True),
     }
-    out = args.out or RESULTS / ("inference_smoke.json" if args.smoke else "inference.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = args.out or common.RESULTS / ("inference_smoke.json" if args.smoke else "inference.json")
+    common.write_result(out, result)
     logging.info("wrote %s", out)
     return 0
 

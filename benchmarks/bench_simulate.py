@@ -28,52 +28,30 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import resource
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _common, also when a test loads this file by path
+import _common as common
+
 IMAGE_SIZE = 64  # pixels
-
-
-def _status_mib(key: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def child(args) -> None:
     """One measurement in this process: simulate to a file, write timings and memory as JSON."""
     from avader.simulate import simulate
 
-    peak_anon = [0.0]
-    done = threading.Event()
-
-    def sample():
-        while not done.wait(0.01):
-            peak_anon[0] = max(peak_anon[0], _status_mib("RssAnon"))
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    wall, cpu = time.perf_counter(), time.process_time()
-    simulate(args.n, IMAGE_SIZE, seed=0, workers=args.workers, out=args.data, overwrite=True, progress=False,
-             blends=args.blends)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    done.set()
-    sampler.join()
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with common.PeakSampler("RssAnon") as anon:
+        wall, cpu = time.perf_counter(), common.cpu_seconds()
+        simulate(args.n, IMAGE_SIZE, seed=0, workers=args.workers, out=args.data, overwrite=True, progress=False,
+                 blends=args.blends)
+        wall, cpu = time.perf_counter() - wall, common.cpu_seconds() - cpu
     result = {"n": args.n, "workers": args.workers, "blends": args.blends, "seconds": round(wall, 3),
-              "galaxies_per_second": round(args.n / wall, 1),
-              "cpu_ms_per_galaxy": round(1e3 * (cpu + children.ru_utime + children.ru_stime) / args.n, 3),
-              "main_vmhwm_mib": round(_status_mib("VmHWM"), 1), "main_peak_rss_anon_mib": round(peak_anon[0], 1),
-              "worker_peak_rss_mib": round(children.ru_maxrss / 1024, 1) if args.workers > 1 else None,
+              "galaxies_per_second": round(args.n / wall, 1), "cpu_ms_per_galaxy": round(1e3 * cpu / args.n, 3),
+              "main_vmhwm_mib": round(common.status_mib("VmHWM"), 1), "main_peak_rss_anon_mib": round(anon.peak, 1),
+              "worker_peak_rss_mib": round(common.children_peak_rss_mib(), 1) if args.workers > 1 else None,
               "file_mib": round(Path(args.data).stat().st_size / 2**20, 2)}
     Path(args.json).write_text(json.dumps(result))
 
@@ -81,12 +59,8 @@ def child(args) -> None:
 def measure(n: int, workers: int, blends: bool = False) -> dict:
     """Run :func:`child` in a fresh subprocess and return its result."""
     with tempfile.TemporaryDirectory() as tmp:
-        report = Path(tmp) / "child.json"
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--n", str(n), "--workers", str(workers),
-               "--data", str(Path(tmp) / "set.fits"), "--json", str(report)] + (["--blends"] if blends else [])
-        env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-        subprocess.run(cmd, check=True, env=env)
-        result = json.loads(report.read_text())
+        options = ["--n", str(n), "--workers", str(workers), "--data", str(Path(tmp) / "set.fits")]
+        result = common.run_child(__file__, options + (["--blends"] if blends else []), tmp)
     logging.info("%s N=%d workers=%d: %.0f galaxies/s, %.2f CPU ms/galaxy, main peak %.0f MiB (anon %.0f), worker %s MiB",
                  "blends" if blends else "galaxies", n, workers, result["galaxies_per_second"],
                  result["cpu_ms_per_galaxy"], result["main_vmhwm_mib"], result["main_peak_rss_anon_mib"],
@@ -103,28 +77,23 @@ def main(argv=None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (seconds)")
     parser.add_argument("--n", type=int, help="galaxies of the smaller runs (default 2000; smoke 40)")
     parser.add_argument("--out", type=Path, help="result file")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    common.add_child_options(parser)
     parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--blends", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--data", help=argparse.SUPPRESS)
-    parser.add_argument("--json", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.child:
-        child(args)
+    args = common.parse_args(parser, argv, child)
+    if args is None:
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    sys.path.insert(0, str(ROOT))
     from avader.runs import machine_info
 
     n = args.n or (40 if args.smoke else 2000)
-    load_before = os.getloadavg()
+    load_before = common.load_average()
     started = time.time()
     one = [measure(max(n // 4, 1), 1), measure(n, 1)]
     two = [measure(n, 2), measure(4 * n, 2)]
     blends = measure(max(n // 4, 1), 2, blends=True)
     result = {
         "benchmark": "avader.simulate.simulate: SDSS-like GalSim galaxies streamed to a GalaxySet file",
-        "command": " ".join([Path(sys.executable).name, "benchmarks/bench_simulate.py", *(argv or sys.argv[1:])]),
+        "command": common.command_line(__file__, argv),
         "mode": "smoke" if args.smoke else "full",
         "image_size": IMAGE_SIZE,
         "throughput": {
@@ -144,14 +113,13 @@ def main(argv=None) -> int:
             "worker_peak_rss_mib": [two[0]["worker_peak_rss_mib"], two[1]["worker_peak_rss_mib"]],
             "image_cube_mib": [round(n * IMAGE_SIZE**2 / 2**20, 1), round(4 * n * IMAGE_SIZE**2 / 2**20, 1)],
         },
-        "load_average_before": [round(v, 2) for v in load_before],
-        "load_average_after": [round(v, 2) for v in os.getloadavg()],
+        "load_average_before": load_before,
+        "load_average_after": common.load_average(),
         "seconds": round(time.time() - started, 1),
         "machine": machine_info(with_devices=False),
     }
-    out = args.out or RESULTS / ("simulate_smoke.json" if args.smoke else "simulate.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = args.out or common.RESULTS / ("simulate_smoke.json" if args.smoke else "simulate.json")
+    common.write_result(out, result)
     logging.info("wrote %s", out)
     return 0
 

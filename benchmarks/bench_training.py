@@ -56,8 +56,6 @@ import argparse
 import json
 import logging
 import math
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -65,16 +63,13 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _common, also when a test loads this file by path
+import _common as common
+
 ENCODE_BATCH = 64  # images per inference batch (as bench_inference.py)
 IO_WARMUP = 2  # untimed steps at the start of each memmap / memory segment
 BARS = {"float32_fraction_of_matmul_peak": 0.8, "mixed_training_speedup": 1.4, "mixed_encoding_speedup": 1.8,
         "memmap_to_memory_seconds_per_step": 1.05}
-
-_WRAPPER = ("import json, resource, subprocess, sys\n"
-            "rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode\n"
-            "print(json.dumps({'rc': rc, 'maxrss_kib': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))\n")
 
 
 def model_config(smoke: bool):
@@ -297,20 +292,14 @@ def child(args) -> None:
 
 def measure(kind: str, args, precision: str = "float32", data: Path | None = None) -> dict:
     """Run :func:`child` in a fresh subprocess under the rusage wrapper; its result plus ``peak_rss_mib``."""
-    with tempfile.TemporaryDirectory() as tmp:
-        report = Path(tmp) / "child.json"
-        cmd = [sys.executable, "-c", _WRAPPER, sys.executable, str(Path(__file__).resolve()), "--child",
-               "--kind", kind, "--precision", precision, "--batch-size", str(args.batch_size),
-               "--steps", str(args.steps), "--warmup", str(args.warmup), "--json", str(report)]
-        cmd += (["--smoke"] if args.smoke else []) + (["--data", str(data)] if data else [])
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-        started = time.time()
-        wrapped = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout.strip())
-        if wrapped["rc"] != 0 or not report.is_file():
-            raise RuntimeError(f"training benchmark child failed ({kind}, {precision}): exit {wrapped['rc']}")
-        result = json.loads(report.read_text())
+    options = ["--kind", kind, "--precision", precision, "--batch-size", str(args.batch_size),
+               "--steps", str(args.steps), "--warmup", str(args.warmup)]
+    options += (["--smoke"] if args.smoke else []) + (["--data", str(data)] if data else [])
+    started = time.time()
+    result, peak = common.run_wrapped_child(__file__, options, f"training benchmark child ({kind}, {precision})",
+                                            TF_CPP_MIN_LOG_LEVEL="2")
     result["process_seconds"] = round(time.time() - started, 1)
-    result["peak_rss_mib"] = round(wrapped["maxrss_kib"] / 1024, 1)
+    result["peak_rss_mib"] = peak
     return result
 
 
@@ -329,19 +318,12 @@ def main(argv=None) -> int:
     parser.add_argument("--precisions", default="float32,mixed_bfloat16",
                         help="comma-separated keras policies (float32 first: the reference)")
     parser.add_argument("--out", type=Path, help="result file")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--kind", help=argparse.SUPPRESS)
-    parser.add_argument("--precision", help=argparse.SUPPRESS)
+    common.add_child_options(parser, "--kind", "--precision")
     parser.add_argument("--warmup", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--data", help=argparse.SUPPRESS)
-    parser.add_argument("--json", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.child:
-        child(args)
+    args = common.parse_args(parser, argv, child)
+    if args is None:
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    sys.path.insert(0, str(ROOT))
-    from avader.runs import machine_info, write_json_atomic
+    from avader.runs import machine_info
 
     if args.batch_size < 1 or (args.steps is not None and args.steps < 1):
         parser.error("--batch-size and --steps must be at least 1")
@@ -349,7 +331,7 @@ def main(argv=None) -> int:
     args.warmup = 2 if args.smoke else 3
     precisions = [p for p in args.precisions.split(",") if p]
     config = model_config(args.smoke)
-    load_before = os.getloadavg()
+    load_before = common.load_average()
     started = time.time()
 
     matmuls = [measure("matmul", args)]
@@ -367,7 +349,7 @@ def main(argv=None) -> int:
         logging.info("encode %s: %.1f images/s", run["precision"], run["images_per_second"])
     # Enough batches that no segment crosses an epoch end (at least 32 batches in full mode).
     n_io = args.batch_size * max(IO_WARMUP + max(args.steps // 2, 2), 4 if args.smoke else 32)
-    with tempfile.TemporaryDirectory(dir=RESULTS.parent) as tmp:
+    with tempfile.TemporaryDirectory(dir=common.RESULTS.parent) as tmp:
         data = write_data(Path(tmp) / "train.fits", n_io, config.image_size)
         io = measure("io", args, data=data)
     logging.info("memmap %.3f s/step, memory %.3f s/step: ratio %.3f", io["memmap_seconds_per_step"],
@@ -395,7 +377,7 @@ def main(argv=None) -> int:
     fraction = f32_train["gflops_per_second"] / peak["float32"]["gflops"] if f32_train else None
     result = {
         "benchmark": "training throughput of the paper network against the matmul peak, mixed precision, memmap input",
-        "command": " ".join([Path(sys.executable).name, "benchmarks/bench_training.py", *(argv or sys.argv[1:])]),
+        "command": common.command_line(__file__, argv),
         "mode": "smoke" if args.smoke else "full",
         "model": ("small smoke network (32x32, filters 16/16/8)" if args.smoke else
                   "paper network, avader.config.ModelConfig() (128x128, filters 64/64/16, latent 20, K 12)"),
@@ -418,14 +400,13 @@ def main(argv=None) -> int:
             "memmap_to_memory_seconds_per_step": _bar(io["ratio_memmap_to_memory"],
                                                       BARS["memmap_to_memory_seconds_per_step"], at_most=True),
         },
-        "load_average_before": [round(v, 2) for v in load_before],
-        "load_average_after": [round(v, 2) for v in os.getloadavg()],
+        "load_average_before": load_before,
+        "load_average_after": common.load_average(),
         "seconds": round(time.time() - started, 1),
         "machine": machine_info(with_devices=True),
     }
-    out = args.out or RESULTS / ("training_smoke.json" if args.smoke else "training.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out, result)
+    out = args.out or common.RESULTS / ("training_smoke.json" if args.smoke else "training.json")
+    common.write_result(out, result)
     for name, bar in result["bars"].items():
         logging.info("%s: %s (bar %s %s): %s", name, bar["value"], bar.get("comparison", ""), bar["bar"],
                      {True: "passed", False: "failed", None: "not measured"}[bar["passed"]])
