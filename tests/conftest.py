@@ -43,3 +43,18 @@ def reference_dir():
     if not (REFERENCE / "astrovader_saved_weights.h5").is_file():
         pytest.skip(f"reference weights not found in {REFERENCE}")
     return REFERENCE
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """A function importing ``benchmarks/<name>.py`` (the scripts are not a package) as a module."""
+    import importlib.util
+
+    def load(name: str):
+        path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

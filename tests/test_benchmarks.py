@@ -1,6 +1,5 @@
 """Benchmark scripts: ``benchmarks/bench_training.py`` end to end in its smoke mode, and its FLOP count."""
 
-import importlib.util
 import json
 import math
 import os
@@ -15,11 +14,8 @@ BENCH_TRAINING = ROOT / "benchmarks" / "bench_training.py"
 
 
 @pytest.fixture(scope="module")
-def bench_training():
-    spec = importlib.util.spec_from_file_location("bench_training", BENCH_TRAINING)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench_training(load_benchmark):
+    return load_benchmark("bench_training")
 
 
 def _positive(value) -> bool:

@@ -12,24 +12,18 @@ below 0.7 had the lower entropy of its pair, and the chosen run of every pair (0
 ``library`` variant on all ten digits (three seeds, three runs each).
 """
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_digits.py"
 HARD_DIGITS = (1, 3, 8, 9)  # k-means on pixels: Hungarian accuracy 0.63 on these 719 images
 MARGIN = 0.10               # VaDE minus k-means accuracy; the smallest difference seen was 0.21
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_digits", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_benchmark):
+    return load_benchmark("bench_digits")
 
 
 def test_digits_arrays_and_galaxyset(bench, tmp_path):
