@@ -3,9 +3,9 @@
 For the warm-up checkpoint and the final model of a run, the latent means of every galaxy of the
 run's GalaxySet are clustered with :func:`avader.training.fit_mixture` (K = the run's components;
 raw and standardised latents) and scored by NMI against a catalogue column (default ``family``);
-each latent dimension's correlation with the image's sky level (median of a 4-pixel border) is
-reported, as are PCA + GMM on 16x16 block averages (the clustering baseline) and the sky level
-itself binned into K quantiles. No labels are used in any fit.
+each latent dimension's correlation with the image's sky level (median of its 4-pixel frame,
+:func:`avader.deblending.estimate_noise`) is reported, as are PCA + GMM on 16x16 block averages
+(the clustering baseline) and the sky level itself binned into K quantiles. No labels are used in any fit.
 
 Usage::
 
@@ -26,16 +26,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as common  # noqa: E402
 
-BORDER = 4  # pixels
-
-
-def sky_level(images: np.ndarray) -> np.ndarray:
-    """Median of the ``BORDER``-pixel frame of each image (n,)."""
-    n = len(images)
-    frame = np.concatenate([images[:, :BORDER].reshape(n, -1), images[:, -BORDER:].reshape(n, -1),
-                            images[:, :, :BORDER].reshape(n, -1), images[:, :, -BORDER:].reshape(n, -1)], axis=1)
-    return np.median(frame, axis=1)
-
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -49,6 +39,7 @@ def main(argv=None) -> int:
 
     from avader.clustering import _predict_diag_gmm
     from avader.data import GalaxySet
+    from avader.deblending import estimate_noise
     from avader.metrics import nmi
     from avader.model import build_vade
     from avader.runs import RunDir, machine_info
@@ -59,7 +50,7 @@ def main(argv=None) -> int:
     galaxies = GalaxySet.read(config.dataset_path())
     labels = np.asarray(galaxies.catalog[args.label]).astype(str)
     images = galaxies.get_images(slice(None)).astype(np.float32)
-    sky = sky_level(images)
+    sky = estimate_noise(images)[0]
     k = config.model.n_components
 
     def score(features) -> float:
