@@ -494,6 +494,22 @@ def make_dataset(galaxyset: GalaxySet, batch_size: int, shuffle: bool = True, se
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def _simulation_current(path: Path, shape: tuple, config) -> bool:
+    """Whether ``path`` holds the simulation ``config`` asks for: same shape, seed and simulation settings."""
+    if not path.is_file():
+        return False
+    from .simulate import config_digest
+
+    existing = GalaxySet.read(path, validate=False)
+    found = (existing.shape, existing.meta.get("SEED", config.seed), existing.meta.get("SIMCFG"))
+    wanted = (tuple(shape), config.seed, config_digest(config.simulation))
+    if found == wanted:
+        return True
+    log.info("%s holds %s images (seed %s, settings %s); the profile asks for %s (seed %s, settings %s): "
+             "simulating afresh", path, *found, *wanted)
+    return False
+
+
 def ensure_dataset(config, data=None, progress: bool = True, workers: int | None = None) -> Path:
     """The GalaxySet a configuration trains on, building the embedded simulated default if missing.
 
@@ -523,12 +539,8 @@ def ensure_dataset(config, data=None, progress: bool = True, workers: int | None
         if not path.is_file():
             raise AvaderError(f"{path}: data.path names no file")
         return path
-    if path.is_file():
-        existing = GalaxySet.read(path, validate=False)
-        expected = (config.data.n_galaxies, config.data.image_size, config.data.image_size)
-        if existing.shape == expected and existing.meta.get("SEED", config.seed) == config.seed:
-            return path
-        log.info("%s holds %s images, the profile asks for %s: simulating afresh", path, existing.shape, expected)
+    if _simulation_current(path, (config.data.n_galaxies, config.data.image_size, config.data.image_size), config):
+        return path
     from .simulate import simulate
 
     log.info("simulating the embedded default: %d galaxies of %dx%d pixels -> %s", config.data.n_galaxies,
@@ -547,11 +559,8 @@ def ensure_blends(config, n: int | None = None, progress: bool = True, workers: 
 
     n = n or config.analysis.n_blends
     path = paths.processed_dir() / f"blends_{config.profile}.fits"
-    if path.is_file():
-        existing = GalaxySet.read(path, validate=False)
-        if existing.shape == (n, config.data.image_size, config.data.image_size) and \
-                existing.meta.get("SEED", config.seed) == config.seed:
-            return path
+    if _simulation_current(path, (n, config.data.image_size, config.data.image_size), config):
+        return path
     from .simulate import simulate
 
     log.info("simulating %d blends of %dx%d pixels -> %s", n, config.data.image_size, config.data.image_size, path)

@@ -144,7 +144,7 @@ def _cutout(images, x, y, zoom):
 
 # --------------------------------------------------------------------------- noise and detection
 def estimate_noise(images) -> tuple[np.ndarray, np.ndarray]:
-    """Background (median) and noise sigma (1.4826 MAD) of each image's outer frame.
+    """Background and noise sigma of each image's outer frame (:func:`avader.morphology.sky_noise`).
 
     Parameters
     ----------
@@ -158,9 +158,9 @@ def estimate_noise(images) -> tuple[np.ndarray, np.ndarray]:
     images = images[None] if images.ndim == 2 else images
     frame = np.ones(images.shape[1:], bool)
     frame[_BORDER:-_BORDER, _BORDER:-_BORDER] = False
-    border = images[:, frame]
-    background = np.median(border, axis=1)
-    sigma = 1.4826 * np.median(np.abs(border - background[:, None]), axis=1)
+    from .morphology import sky_noise
+
+    background, sigma = sky_noise(images[:, frame])
     return background, np.maximum(sigma, 1e-6)
 
 

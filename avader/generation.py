@@ -347,8 +347,8 @@ def interpolate(model, a, b, steps: int = 8, return_latents: bool = False):
 def noise_levels(images, border: int = 4, sample: int | None = 1000, seed: int = 0) -> np.ndarray:
     """Per-image sky noise (same units as the images) of a seeded subsample of ``images`` (n, h, w).
 
-    The border estimate of :func:`avader.morphology.segment_main_source` (1.4826 x MAD of the
-    pixels within ``border`` of the edge); at most ``sample`` images (None: all); non-finite dropped.
+    The border estimate of :func:`avader.morphology.segment_main_source` (:func:`avader.morphology.sky_noise`
+    of the pixels within ``border`` of the edge); at most ``sample`` images (None: all); non-finite dropped.
     """
     from .morphology import measure
 

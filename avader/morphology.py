@@ -51,6 +51,7 @@ __all__ = [
     "gini",
     "m20",
     "asymmetry",
+    "sky_noise",
     "segment_main_source",
     "measure",
 ]
@@ -443,6 +444,36 @@ def asymmetry(image, center: tuple[float, float] | None = None) -> float:
     return float(np.abs(img - rotated).sum() / denominator)
 
 
+CLIPPED_FRACTION = 0.3  # sky pixels at the minimum beyond which the sky counts as clipped at black
+_Q75 = 0.6744897501960817  # upper quartile of the unit normal
+
+
+def sky_noise(pixels) -> tuple[np.ndarray, np.ndarray]:
+    """Sky level and noise sigma from sky pixels, also when the sky was clipped at black.
+
+    Unclipped sky: level = median, sigma = (upper quartile - median) / 0.6745 (the upper half of
+    the 1.4826 MAD). Clipped sky (more than :data:`CLIPPED_FRACTION` of the pixels at their
+    minimum, as in the SDSS JPEGs and the simulated default): level = the minimum, and sigma =
+    (upper quartile - minimum) / 0.6745, because the upper quartile of a normal clipped at its
+    mean is still 0.6745 sigma above it.
+
+    Parameters
+    ----------
+    pixels : array_like, shape (..., m)
+        Sky pixels (for example an image's outer frame), last axis the pixels of one image.
+
+    Returns
+    -------
+    level, sigma : ndarray, shape (...), float64 (same units as ``pixels``)
+    """
+    x = np.asarray(pixels, dtype=np.float64)
+    low = x.min(axis=-1)
+    median, upper = np.quantile(x, [0.5, 0.75], axis=-1)
+    clipped = (x <= low[..., None]).mean(axis=-1) > CLIPPED_FRACTION
+    level = np.where(clipped, low, median)
+    return level, (upper - level) / _Q75
+
+
 def segment_main_source(
     image,
     k_sigma: float = 2.0,
@@ -453,8 +484,8 @@ def segment_main_source(
 ) -> tuple[np.ndarray, float, float]:
     """Background level, noise and segmentation map of the central source.
 
-    1. Background = median of the pixels within ``border`` pixels of the image edge; noise =
-       1.4826 x their median absolute deviation (their standard deviation if that is 0).
+    1. Background and noise of the pixels within ``border`` pixels of the image edge by
+       :func:`sky_noise` (their standard deviation if that is 0).
     2. Detection image = background-subtracted image smoothed by a Gaussian of ``smooth`` pixels.
     3. Threshold = ``max(k_sigma * noise, min_threshold)``; pixels strictly above it are grouped
        into 8-connected regions (``scipy.ndimage.label``).
@@ -491,8 +522,7 @@ def segment_main_source(
     frame = np.ones((h, w), dtype=bool)
     frame[border:-border, border:-border] = False
     edge = img[frame]
-    background = float(np.median(edge))
-    noise = float(1.4826 * np.median(np.abs(edge - background)))
+    background, noise = (float(v) for v in sky_noise(edge))
     if noise == 0.0:
         noise = float(edge.std())
     detect = img - background

@@ -2,9 +2,13 @@
 
 Each image imitates one of the paper's Galaxy Zoo 2 cutouts: a grey (0.2125 g + 0.7154 r + 0.0721 i)
 image spanning ``field_r90`` times the main galaxy's Petrosian R90 (the paper's 192 px crop of a
-0.02 R90/px cutout: 3.84 R90), seen through an SDSS-like PSF, with sky noise and a per-image
-min-max stretch to [0, 1]. Because every galaxy is scaled to its own size, the physical size
-(R90 in arcsec) only sets the PSF width in pixels.
+0.02 R90/px cutout: 3.84 R90), seen through an SDSS-like PSF, with sky noise, pixels below the sky
+set to the sky (``sky_clip``, the black point of the SDSS colour JPEGs that the paper grey-scaled)
+and a per-image min-max stretch to [0, 1]. The S/N range follows GZ2's bright limit (r < 17:
+optimal S/N about 100-200 at the limit for a 2 arcsec half-light radius, 5 sigma point-source depth
+r = 22.2, more for the brighter galaxies). Because every galaxy is scaled to its own size, the
+physical size (R90 in arcsec) only sets the PSF width in pixels. Blend sets keep the sky's noise of
+both signs (no clip), so that the deblender's Gaussian noise model holds.
 
 Families: ``spheroid`` (Sersic n about 4, rounder), ``early`` (bulge + disk), ``late`` (exponential
 disk, small bulge, star-forming knots) and ``irregular`` (clumpy, knot dominated). Disks are
@@ -60,7 +64,7 @@ class SimulationConfig:
     psf_fwhm_arcsec: float = 1.4              # median seeing FWHM, arcsec (SDSS r band)
     psf_fwhm_scatter: float = 0.2             # Gaussian scatter of the seeing FWHM, arcsec (clipped to 0.5x..2x)
     moffat_beta: float = 3.5                  # Moffat slope (dimensionless)
-    snr: tuple[float, ...] = (20.0, 500.0)    # optimal S/N range of the main galaxy (log-uniform)
+    snr: tuple[float, ...] = (100.0, 2000.0)  # optimal S/N range of the main galaxy (log-uniform; GZ2's r < 17: 100-200 at the limit)
     disk_q0: tuple[float, ...] = (0.1, 0.2)   # intrinsic thickness of disks, minor/major (uniform): edge-on axis ratio
     spheroid_q0: tuple[float, ...] = (0.5, 0.9)  # intrinsic axis ratio of oblate spheroids and bulges (uniform)
     bulge_colour: tuple[float, ...] = (0.75, 0.40)  # (g - r, r - i) of bulges and spheroids, mag
@@ -79,6 +83,7 @@ class SimulationConfig:
     image_dtype: str = "uint8"                # stored pixels, "uint8" or "float32" (blend sets: always float32)
     stretch: str = "linear"                   # "linear" min-max, or "asinh" then min-max (blends need "linear")
     asinh_softening: float = 3.0              # asinh softening, units of the noise sigma
+    sky_clip: bool = True                     # pixels below the sky set to the sky (the SDSS JPEGs' black point); not blends
 
     def validate(self) -> None:
         """Raise AvaderError ``"<key>: <problem>"`` for an inconsistent configuration."""
@@ -398,6 +403,8 @@ def _galaxy_truth(gal: _Galaxy, r90_pix: float) -> tuple[float, dict]:
 
 def _stretch(image: np.ndarray, sigma: float, cfg: SimulationConfig) -> tuple[np.ndarray, float, float, float]:
     """Min-max stretch (after asinh if configured): (stored image, gain, zero level, noise sigma at zero)."""
+    if cfg.sky_clip:
+        image = np.maximum(image, 0.0)
     if cfg.stretch == "asinh":
         soft = cfg.asinh_softening * sigma
         image, sigma = np.arcsinh(image / soft), 1.0 / cfg.asinh_softening
@@ -531,7 +538,7 @@ def render_blend(index: int, seed: int, image_size: int = 64, config: Simulation
         comps[k] = scene.galaxy(gal, scale, centres[k], flux)
     sigma = float(np.sqrt(np.sum(comps[0] ** 2))) / obs["snr"]
     noise = rng.normal(0.0, sigma, (size, size))
-    image, gain, zero, noise_sigma = _stretch(comps.sum(0) + noise, sigma, cfg)
+    image, gain, zero, noise_sigma = _stretch(comps.sum(0) + noise, sigma, dataclasses.replace(cfg, sky_clip=False))
     components = (comps * gain).astype(np.float32)
     truth = dict(truths[0], **obs)
     sep01 = float(np.hypot(*offsets[1]))
@@ -636,13 +643,19 @@ def _parse_shard(shard, n: int) -> tuple[int, int, str]:
     return start, stop, f"{k}/{n_shards}"
 
 
+def config_digest(config: SimulationConfig | None) -> str:
+    """Short sha256 of the simulation settings (header key ``SIMCFG``), to tell stale files from current ones."""
+    cfg = config if config is not None else SimulationConfig()
+    return hashlib.sha256(json.dumps(dataclasses.asdict(cfg), sort_keys=True).encode()).hexdigest()[:16]
+
+
 def _meta(cfg: SimulationConfig, n: int, size: int, seed: int, blends: bool, shard: str, start: int) -> dict:
     import galsim
 
-    digest = hashlib.sha256(json.dumps(dataclasses.asdict(cfg), sort_keys=True).encode()).hexdigest()[:16]
+    digest = config_digest(cfg)
     return {"SOURCE": "simulation", "RECIPE": "avader.simulate", "NSIM": n, "IMSIZE": size, "SEED": seed,
             "BLENDS": blends, "SHARD": shard or "all", "IDSTART": start, "FIELDR90": cfg.field_r90,
-            "PIXR90": cfg.field_r90 / size, "STRETCH": cfg.stretch, "SIMCFG": digest, "GALSIMV": galsim.__version__}
+            "PIXR90": cfg.field_r90 / size, "STRETCH": cfg.stretch, "SKYCLIP": cfg.sky_clip and not blends, "SIMCFG": digest, "GALSIMV": galsim.__version__}
 
 
 def simulate(n: int, image_size: int = 64, seed: int = 0, config: SimulationConfig | None = None, out=None,

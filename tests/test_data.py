@@ -218,3 +218,20 @@ def test_epoch_stream_is_resumable():
     for a, b in zip(full[6:], resumed):
         np.testing.assert_array_equal(a, b)
     assert not all(np.array_equal(a, b) for a, b in zip(full[:3], full[3:6]))
+
+
+def test_ensure_dataset_resimulates_when_the_simulation_settings_change(tmp_path, monkeypatch):
+    from avader.config import load_config
+    from avader.data import ensure_dataset
+
+    monkeypatch.setenv("AVADER_DATA", str(tmp_path))
+    config = load_config("smoke", ["data.n_galaxies=20"])
+    path = ensure_dataset(config, progress=False, workers=1)
+    first = GalaxySet.read(path)
+    stamp = path.stat().st_mtime_ns
+    assert ensure_dataset(config, progress=False, workers=1) == path and path.stat().st_mtime_ns == stamp
+    changed = load_config("smoke", ["data.n_galaxies=20", "simulation.sky_clip=false"])
+    assert ensure_dataset(changed, progress=False, workers=1) == path
+    second = GalaxySet.read(path)
+    assert second.meta["SIMCFG"] != first.meta["SIMCFG"] and not second.meta["SKYCLIP"] and first.meta["SKYCLIP"]
+    assert np.asarray(second.catalog["zero_level"]).min() > 0 == np.asarray(first.catalog["zero_level"]).max()

@@ -236,3 +236,21 @@ def test_shape_agrees_with_statmorph():
     ours = morph.second_moments(np.where(mask, image - background, 0.0))
     assert ours["axis_ratio"] == pytest.approx(1.0 - theirs.ellipticity_centroid, abs=1e-3)
     assert angle_difference(ours["position_angle"], np.degrees(theirs.orientation_centroid)) < 0.1
+
+
+def test_sky_noise_on_plain_and_clipped_gaussian_sky():
+    rng = np.random.default_rng(4)
+    sky = 0.2 + 0.03 * rng.standard_normal((3, 4000))
+    level, sigma = morph.sky_noise(sky)
+    assert level.shape == sigma.shape == (3,)
+    np.testing.assert_allclose(level, 0.2, atol=0.003)
+    np.testing.assert_allclose(sigma, 0.03, rtol=0.06)
+    # clipped at the sky like an SDSS JPEG's black point: the MAD would be about 0
+    clipped = np.maximum(sky - 0.2, 0.0)
+    assert 1.4826 * np.median(np.abs(clipped - np.median(clipped, axis=1, keepdims=True))) < 0.01
+    level, sigma = morph.sky_noise(clipped)
+    np.testing.assert_array_equal(level, 0.0)
+    np.testing.assert_allclose(sigma, 0.03, rtol=0.06)
+    # a few tied minimum values (quantised noise) do not count as clipping
+    quantised = np.round(sky * 255) / 255
+    np.testing.assert_allclose(morph.sky_noise(quantised)[0], 0.2, atol=0.004)

@@ -80,8 +80,9 @@ def _same_catalog(a, b):
 
 @pytest.fixture(scope="module")
 def population():
-    """300 galaxies at 64x64 (about a second in one process)."""
-    return simulate(300, SIZE, seed=11, workers=1, progress=False)
+    """300 galaxies at 64x64 (about a second in one process), sky not clipped: the physics tests
+    measure light above the sky, which needs the noise of both signs."""
+    return simulate(300, SIZE, seed=11, workers=1, progress=False, config=SimulationConfig(sky_clip=False))
 
 
 # ----------------------------------------------------------------------------- determinism, shards, files
@@ -213,7 +214,7 @@ def test_population_mix(population):
 
 def test_orientation_convention_on_the_array():
     """PA is counter-clockwise from +x with array row = y: light of a PA~45 disk lies along x = y."""
-    cfg = SimulationConfig(family_fractions={"late": 1.0}, companion_fraction=0.0, snr=(1000.0, 1000.0))
+    cfg = SimulationConfig(family_fractions={"late": 1.0}, companion_fraction=0.0, snr=(1000.0, 1000.0), sky_clip=False)
     checked = 0
     for i in range(40):
         image, truth = render_galaxy(i, 0, SIZE, cfg)
@@ -304,6 +305,27 @@ def test_render_functions_check_their_arguments():
         render_blend(-1, 0, 32)
     with pytest.raises(AvaderError, match="image_size"):
         render_galaxy(0, 0, 15)
+
+
+def test_sky_clip_puts_the_sky_at_black_like_the_sdss_jpegs():
+    cfg = SimulationConfig(snr=(30.0, 30.0), companion_fraction=0.0)
+    clipped, truth = render_galaxy(3, 0, SIZE, dataclasses.replace(cfg, sky_clip=True))
+    signed, truth_signed = render_galaxy(3, 0, SIZE, dataclasses.replace(cfg, sky_clip=False))
+    assert truth["zero_level"] == 0.0 and truth_signed["zero_level"] > 0.05
+    assert clipped.min() == 0.0 and clipped.max() == 1.0
+    border = np.concatenate([clipped[:4].ravel(), clipped[-4:].ravel()])
+    assert 0.35 < (border == 0.0).mean() < 0.65, "about half the sky pixels are below the sky"
+    # above the sky the two differ only by the stretch's gain
+    lit = signed > truth_signed["zero_level"] + 0.02
+    gain = (clipped[lit] / (signed[lit] - truth_signed["zero_level"]))
+    np.testing.assert_allclose(gain, np.median(gain), rtol=1e-4)
+
+
+def test_blends_ignore_sky_clip():
+    image, comps, truth = render_blend(2, 0, 32, SimulationConfig(sky_clip=True))
+    same, _, _ = render_blend(2, 0, 32, SimulationConfig(sky_clip=False))
+    np.testing.assert_array_equal(image, same)
+    assert truth["zero_level"] > 0
 
 
 def test_asinh_stretch_keeps_unit_range_and_lifts_faint_light():
