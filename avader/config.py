@@ -151,6 +151,7 @@ class TrainingConfig:
     static_epochs: int = 25          # phase 3: epochs at the top weight each period
     latent_weight: float = 0.3       # base weight of the VaDE latent term; rises to 2x within a period
     prior_weights: str = "learned"   # phase 3: mixture weights "learned" (as published) or "fixed" at the phase-2 fit
+    prior_variances: str = "learned"  # phase 3: component variances "learned" (as published) or "fixed" at the phase-2 fit
     flips: bool = True               # random horizontal and vertical flips (the paper's only augmentation)
     steps_per_epoch: int = 0         # 0 = one pass over the training rows per epoch
     checkpoint_every: int = 10       # epochs between periodic checkpoints (phase ends always checkpoint)
@@ -166,6 +167,7 @@ class TrainingConfig:
             "init_copy": ("full", "discard"),
             "init_select": ("likelihood", "balance"),
             "prior_weights": ("learned", "fixed"),
+            "prior_variances": ("learned", "fixed"),
             "precision": ("float32", "mixed_bfloat16", "mixed_float16", "auto"),
         }
         for key, allowed in choices.items():

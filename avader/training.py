@@ -434,8 +434,9 @@ def _train(config, galaxies, run, tc, policy, resume, progress, stop_after_epoch
         raise AvaderError(f"{len(split['train'])} training galaxies make no complete batch of {tc.batch_size}")
 
     def compile_for(phase, restore):
-        # "fixed": the phase-2 mixture weights are kept (the weights cannot drain into one component)
+        # "fixed": the phase-2 mixture weights (variances) are kept: no draining into one component (no broadening)
         model.prior.theta_logits.trainable = phase != "vade" or tc.prior_weights == "learned"
+        model.prior.log_variances.trainable = phase != "vade" or tc.prior_variances == "learned"
         with strategy.scope():
             _compile(model, tc, clip=phase == "vade")
         model.set_mode(tc.warmup_mode if phase == "warmup" else "vade",

@@ -125,25 +125,27 @@ def test_smoke_run_writes_everything(blobs, tmp_path):
         train(config, data=blobs, run_dir=tmp_path / "run", progress=False)
 
 
-def test_fixed_prior_weights_stay_at_the_phase_2_fit(blobs, tmp_path):
+def test_fixed_prior_weights_and_variances_stay_at_the_phase_2_fit(blobs, tmp_path):
     from avader.model import build_vade
 
     runs = {}
     for choice in ("fixed", "learned"):
-        config = load_config("smoke", TINY + [f"training.prior_weights={choice}"])
+        config = load_config("smoke", TINY + [f"training.prior_weights={choice}", f"training.prior_variances={choice}"])
         run = train(config, data=blobs, run_dir=tmp_path / choice, progress=False)
         init = build_vade(config.model, seed=0)
         init.load_weights(run.checkpoints / f"epoch{config.training.warmup_epochs:04d}_init.weights.h5")
         final = load_run_model(run)
-        runs[choice] = (np.asarray(init.prior.theta_logits), np.asarray(final.prior.theta_logits),
-                        np.asarray(init.prior.means), np.asarray(final.prior.means))
-    theta0, theta1, means0, means1 = runs["fixed"]
+        runs[choice] = [(np.asarray(getattr(init.prior, name)), np.asarray(getattr(final.prior, name)))
+                        for name in ("theta_logits", "log_variances", "means")]
+    (theta0, theta1), (var0, var1), (means0, means1) = runs["fixed"]
     np.testing.assert_array_equal(theta0, theta1)
+    np.testing.assert_array_equal(var0, var1)
     assert not np.allclose(means0, means1)  # the rest of the prior still trains
-    theta0, theta1, _, _ = runs["learned"]
-    assert not np.allclose(theta0, theta1)
-    with pytest.raises(AvaderError, match="prior_weights"):
-        load_config("smoke", ["training.prior_weights=frozen"])
+    (theta0, theta1), (var0, var1), _ = runs["learned"]
+    assert not np.allclose(theta0, theta1) and not np.allclose(var0, var1)
+    for key in ("prior_weights", "prior_variances"):
+        with pytest.raises(AvaderError, match=key):
+            load_config("smoke", [f"training.{key}=frozen"])
 
 
 def test_resume_reaches_the_same_final_state(blobs, tmp_path):
