@@ -152,6 +152,8 @@ class TrainingConfig:
     latent_weight: float = 0.3       # base weight of the VaDE latent term; rises to 2x within a period
     prior_weights: str = "learned"   # phase 3: mixture weights "learned" (as published) or "fixed" at the phase-2 fit
     prior_variances: str = "learned"  # phase 3: component variances "learned" (as published) or "fixed" at the phase-2 fit
+    balance_weight: float = 0.0      # phase 3: weight of KL(batch occupation || mixture weights) (0 = as published)
+    decoder_epochs: int = 0          # phase 4: the decoder alone on the latent means, encoder and mixture frozen (0 = as published)
     flips: bool = True               # random horizontal and vertical flips (the paper's only augmentation)
     steps_per_epoch: int = 0         # 0 = one pass over the training rows per epoch
     checkpoint_every: int = 10       # epochs between periodic checkpoints (phase ends always checkpoint)
@@ -173,9 +175,12 @@ class TrainingConfig:
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise AvaderError(f"{key}: must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
-        for key in ("warmup_epochs", "vade_periods", "anneal_epochs", "static_epochs", "init_restarts", "steps_per_epoch"):
+        for key in ("warmup_epochs", "vade_periods", "anneal_epochs", "static_epochs", "init_restarts", "steps_per_epoch",
+                    "decoder_epochs"):
             if getattr(self, key) < 0:
                 raise AvaderError(f"{key}: must not be negative, got {getattr(self, key)}")
+        if self.balance_weight < 0:
+            raise AvaderError(f"balance_weight: must not be negative, got {self.balance_weight}")
         if self.learning_rate <= 0:
             raise AvaderError(f"learning_rate: must be positive, got {self.learning_rate}")
 

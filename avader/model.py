@@ -29,12 +29,16 @@ as the optimizer holds no momentum for it from an earlier ``"vade"`` phase).
 Per batch (float32, also under ``mixed_bfloat16``)::
 
     loss = reconstruction_loss + latent_weight * kl_loss + sum(model.losses)    # L2 penalties
+           [+ balance_weight * KL(mean_batch gamma || theta), "vade" only, off by default]
 
 with ``reconstruction_loss`` the batch mean of the per-image sum of squared errors and
 ``kl_loss`` the batch mean of the mode's latent term. The VaDE term keeps upstream's constant:
 it equals KL(q(z, c | x) || p(z, c)) + latent_dim / 2 * log(2 pi). Training samples z (except
 ``"ae"``); ``test_step`` and ``call(training=False)`` use the latent mean, so evaluation is
-deterministic. Under ``tf.distribute`` each replica's mean loss is divided by the number of
+deterministic. The optional balance term (``model.balance_weight``, a Python float set before
+``compile``; 0 reproduces the published loss) asks the batch's aggregate posterior over components
+to match the mixture weights theta (held constant in that term), as the generative model implies
+(E_x q(c | x) = p(c)): it resists one component absorbing the others. Under ``tf.distribute`` each replica's mean loss is divided by the number of
 replicas before the gradients are summed, as Keras does for compiled losses.
 
 The original authors' weights: ``load_published_model(h5_path)``, i.e. :func:`build_vade` with
@@ -349,6 +353,7 @@ class VaDE(keras.Model):
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
         self.kl_tracker = keras.metrics.Mean(name="kl_loss")
         self.latent_weight_tracker = keras.metrics.Mean(name="latent_weight")
+        self.balance_weight = 0.0  # Python float, read when train_step is traced: set it before compile
         self.built = True
 
     @property
@@ -434,7 +439,14 @@ class VaDE(keras.Model):
         is_vae = ops.cast(ops.equal(self.mode_variable, float(MODES.index("vae"))), "float32")
         is_vade = ops.cast(ops.equal(self.mode_variable, float(MODES.index("vade"))), "float32")
         latent = is_vae * kl_normal + is_vade * self.vade_latent_term(mean, log_var, z)
-        return {"reconstruction": sse, "latent": latent}
+        return {"reconstruction": sse, "latent": latent, "log_gamma": self._log_gamma(z)}
+
+    def balance_term(self, log_gamma):
+        """KL(mean over the batch of gamma || theta), a scalar: 0 when the batch's occupation of the
+        components equals the mixture weights (held constant here). ``log_gamma`` (b, K)."""
+        occupation = ops.mean(ops.exp(log_gamma), axis=0)
+        log_theta = ops.stop_gradient(ops.log_softmax(self.prior.theta_logits))
+        return ops.sum(occupation * (ops.log(occupation + 1e-12) - log_theta))
 
     def _batch_loss(self, data, training):
         x = keras.utils.unpack_x_y_sample_weight(data)[0]
@@ -442,6 +454,9 @@ class VaDE(keras.Model):
         reconstruction = ops.mean(terms["reconstruction"])
         latent = ops.mean(terms["latent"])
         loss = reconstruction + self.latent_weight * latent
+        if self.balance_weight:
+            is_vade = ops.cast(ops.equal(self.mode_variable, float(MODES.index("vade"))), "float32")
+            loss = loss + float(self.balance_weight) * is_vade * self.balance_term(terms["log_gamma"])
         if self.losses:
             loss = loss + ops.sum(ops.stack([ops.cast(term, "float32") for term in self.losses]))
         return x, loss, reconstruction, latent

@@ -184,6 +184,9 @@ def plot_history(history, ax=None):
         warm = epoch[phase == "warmup"]
         if len(warm):
             a.axvspan(warm.min() - 0.5, warm.max() + 0.5, color="0.9", zorder=0, label="warm-up")
+        tail = epoch[phase == "decoder"]
+        if len(tail):
+            a.axvspan(tail.min() - 0.5, tail.max() + 0.5, color="0.95", zorder=0, label="decoder only")
         a.legend(fontsize=7)
     fig.tight_layout()
     return fig

@@ -241,7 +241,9 @@ class RunDir:
         overwrite : bool
             Allow a non-empty folder; files are replaced as the run writes them.
         resume : bool
-            Continue an existing run: its configuration must be identical (fingerprint).
+            Continue an existing run: its configuration must be identical (fingerprint), and each
+            of ``inputs`` that the manifest recorded must still have the recorded sha256 (a data
+            file rewritten since, e.g. re-simulated with another seed, is refused).
         inputs : sequence of path
             Input files to record with their sha256.
         """
@@ -254,6 +256,13 @@ class RunDir:
                 diff = _first_difference(recorded.to_dict(), config.to_dict())
                 raise AvaderError(f"{self.path}: configuration differs from the run being resumed ({diff}); "
                                   "start a new run or pass the same settings")
+            recorded_inputs = self.manifest().get("inputs", {})
+            for p in inputs:
+                key = str(Path(p).resolve())
+                if recorded_inputs.get(key) and _sha_or_none(p) != recorded_inputs[key]:
+                    raise AvaderError(f"{p}: changed since {self.path} was started (sha256 {recorded_inputs[key][:12]} "
+                                      f"recorded, {(_sha_or_none(p) or 'missing')[:12]} now); resuming would mix two "
+                                      "data sets: restore the file or start a new run")
             return self
         if non_empty and not overwrite:
             raise AvaderError(f"{self.path}: run directory is not empty; pass --overwrite or --resume, or choose another --run")

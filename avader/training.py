@@ -8,6 +8,11 @@ Phase 2 (``init``)    latent means of a subsample -> k-means -> diagonal Gaussia
 Phase 3 (``vade``)    ``vade_periods`` x (``anneal_epochs`` + ``static_epochs``) epochs of the
                       VaDE loss; the latent weight rises as ``w (1 + (t / anneal)^3)`` to ``2 w``
                       within each period, then stays there (s3VDC, Cao et al. 2020).
+Phase 4 (``decoder``) optional (``decoder_epochs``, 0 as published): the decoder alone on the
+                      latent means (autoencoder mode), encoder and mixture frozen, so latents and
+                      clusters stay those of phase 3 while the decoded galaxies sharpen (the
+                      decoder of phase 3 learns from sampled z and renders them rounder and less
+                      concentrated than the inputs).
 
 The learning rate decays smoothly, ``lr0 * decay ** (epoch / decay_epochs)`` down to a floor,
 over the whole run; gradients are clipped by value after the warm-up.
@@ -348,7 +353,7 @@ def _compile(model, tc, clip: bool):
 
 def train(config: Config | str = "quick", data=None, run_dir=None, resume: bool = False, overwrite: bool = False,
           precision: str | None = None, progress: bool = True, overrides=None, stop_after_epoch: int | None = None):
-    """Train AstroVaDEr: warm-up, mixture initialisation, annealed VaDE.
+    """Train AstroVaDEr: warm-up, mixture initialisation, annealed VaDE (and the optional decoder phase).
 
     Parameters
     ----------
@@ -437,10 +442,13 @@ def _train(config, galaxies, run, tc, policy, resume, progress, stop_after_epoch
         # "fixed": the phase-2 mixture weights (variances) are kept: no draining into one component (no broadening)
         model.prior.theta_logits.trainable = phase != "vade" or tc.prior_weights == "learned"
         model.prior.log_variances.trainable = phase != "vade" or tc.prior_variances == "learned"
+        model.balance_weight = float(tc.balance_weight)  # read when train_step is traced (after compile)
+        _decoder_only(model, phase == "decoder")
         with strategy.scope():
-            _compile(model, tc, clip=phase == "vade")
-        model.set_mode(tc.warmup_mode if phase == "warmup" else "vade",
-                       latent_weight=tc.warmup_kl_weight if phase == "warmup" else tc.latent_weight)
+            _compile(model, tc, clip=phase != "warmup")
+        mode, weight = {"warmup": (tc.warmup_mode, tc.warmup_kl_weight), "vade": ("vade", tc.latent_weight),
+                        "decoder": ("ae", 0.0)}[phase]
+        model.set_mode(mode, latent_weight=weight)
         if restore:
             state.restore_optimizer(model, saved)
 
@@ -484,11 +492,23 @@ def _train(config, galaxies, run, tc, policy, resume, progress, stop_after_epoch
             compile_for("vade", restore=saved["phase"] in ("init", "vade"))
         if not fit_phase("vade", max(next_epoch, warmup_end), total):
             return _interrupted(run, stop_after_epoch)
+        if tc.decoder_epochs:
+            compile_for("decoder", restore=bool(saved) and saved["phase"] == "decoder")
+            finished = fit_phase("decoder", max(next_epoch, total), total + tc.decoder_epochs)
+            _decoder_only(model, False)
+            if not finished:
+                return _interrupted(run, stop_after_epoch)
     _save_model(model, run)
     run.update_manifest(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), train_seconds=round(time.time() - started, 1))
     if tc.baseline_vae and tc.vade_epochs:
         _train_baseline_vae(config, galaxies, split, run, strategy, verbose, steps, drop)
     return run
+
+
+def _decoder_only(model, on: bool) -> None:
+    """Freeze (``on``) or release the encoder and the mixture: phase 4 trains the decoder alone."""
+    model.encoder.trainable = not on
+    model.prior.trainable = not on
 
 
 def warmup_checkpoint(run_dir) -> Path | None:
@@ -503,7 +523,8 @@ def _train_baseline_vae(config, galaxies, split, run, strategy, verbose, steps, 
     """A plain VAE with the same architecture and epoch budget as the VaDE run.
 
     It shares the warm-up (phase 1 is exactly a plain VAE) and then continues as a VAE with a
-    standard-normal prior for the epochs VaDE spent in phase 3, with the same schedule; saved
+    standard-normal prior for the epochs VaDE spent in phase 3, with the same schedule, then
+    fits its decoder alone for ``decoder_epochs`` as the VaDE run does in phase 4; saved
     as ``baseline_vae.keras`` with its own ``baseline_history.csv``.
     """
     import keras
@@ -538,6 +559,18 @@ def _train_baseline_vae(config, galaxies, split, run, strategy, verbose, steps, 
                             initial_epoch=first, indices=split["train"], drop_remainder=drop).repeat()
     baseline.fit(train_ds, epochs=last, initial_epoch=first, steps_per_epoch=steps, shuffle=False, verbose=verbose,
                  callbacks=[Schedule()])
+    if tc.decoder_epochs:  # the same phase 4 as the VaDE run: its decoder alone on the latent means
+        _decoder_only(baseline, True)
+        with strategy.scope():
+            _compile(baseline, tc, clip=True)
+        baseline.set_mode("ae", latent_weight=0.0)
+        end = last + tc.decoder_epochs
+        decoder_ds = make_dataset(galaxies, tc.batch_size, shuffle=True, seed=config.seed, flips=tc.flips, epochs=end,
+                                  initial_epoch=last, indices=split["train"], drop_remainder=drop).repeat()
+        baseline.fit(decoder_ds, epochs=end, initial_epoch=last, steps_per_epoch=steps, shuffle=False,
+                     verbose=verbose, callbacks=[Schedule()])
+        _decoder_only(baseline, False)
+        last = end
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
     writer.writeheader()
@@ -673,7 +706,8 @@ def train_vade(config: Config, data=None, run_dir=None, progress: bool = True) -
     if not (run.checkpoints / "state.json").is_file():
         raise AvaderError(f"{run.path}: no pretraining checkpoint; run notebook 02 (pretraining) first")
     state = TrainingState(run).load()
-    if state["next_epoch"] >= config.training.warmup_epochs + config.training.vade_epochs and (run / "model.keras").is_file():
+    tc = config.training
+    if state["next_epoch"] >= tc.warmup_epochs + tc.vade_epochs + tc.decoder_epochs and (run / "model.keras").is_file():
         return run
     return train(config, data=data, run_dir=run.path, resume=True, progress=progress)
 

@@ -324,6 +324,32 @@ def test_loss_equals_numpy_formula_in_every_mode():
         model.set_mode("gmm")
 
 
+def test_balance_term_is_kl_of_batch_occupation_to_the_weights_in_vade_only():
+    x = _images(8)
+    model = build_vade(TINY, seed=0)
+    mixture = _random_mixture(TINY, 5)
+    model.prior.set_mixture(*mixture)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.set_mode("vade", latent_weight=0.45)
+    plain = model.evaluate(x, batch_size=len(x), verbose=0, return_dict=True)["loss"]
+    model.set_mode("vae", latent_weight=0.45)
+    plain_vae = model.evaluate(x, batch_size=len(x), verbose=0, return_dict=True)["loss"]
+    mean = _np(model.encode(x)[0])
+    log_p = _numpy_log_p(mean, model.prior.get_mixture())
+    occupation = np.exp(log_p - logsumexp(log_p, axis=1, keepdims=True)).mean(axis=0)
+    weights = mixture[0] / mixture[0].sum()
+    expected = float(np.sum(occupation * np.log(occupation / weights)))
+    assert expected > 0.01  # the random mixture's weights differ from this batch's occupation
+    model.balance_weight = 2.0
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))  # the weight is read when the step is traced
+    model.set_mode("vade", latent_weight=0.45)
+    result = model.evaluate(x, batch_size=len(x), verbose=0, return_dict=True)
+    np.testing.assert_allclose(result["loss"], plain + 2.0 * expected, rtol=1e-5)
+    model.set_mode("vae", latent_weight=0.45)  # phase 1 ignores it
+    vae = model.evaluate(x, batch_size=len(x), verbose=0, return_dict=True)["loss"]
+    np.testing.assert_allclose(vae, plain_vae, rtol=1e-6)
+
+
 def test_fit_gives_named_finite_metrics_and_freezes_the_mixture_outside_vade():
     x = _images(16)
     model = build_vade(TINY, seed=0)

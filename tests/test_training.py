@@ -148,6 +148,39 @@ def test_fixed_prior_weights_and_variances_stay_at_the_phase_2_fit(blobs, tmp_pa
             load_config("smoke", [f"training.{key}=frozen"])
 
 
+def test_decoder_phase_trains_the_decoder_alone_and_resumes(blobs, tmp_path):
+    from avader.model import build_vade
+
+    config = load_config("smoke", TINY + ["training.decoder_epochs=2", "training.checkpoint_every=1",
+                                          "training.baseline_vae=true"])
+    tc = config.training
+    run = train(config, data=blobs, run_dir=tmp_path / "run", progress=False)
+    history = read_history(run)
+    assert list(history["phase"]) == ["warmup", "vade", "vade", "decoder", "decoder"]
+    assert list(history["kl_loss"][-2:]) == [0.0, 0.0]  # autoencoder mode: z = latent mean
+    end_vade = build_vade(config.model, seed=0)
+    end_vade.load_weights(run.checkpoints / f"epoch{tc.warmup_epochs + tc.vade_epochs:04d}_vade.weights.h5")
+    final = load_run_model(run)
+    for part in ("encoder", "prior"):
+        for before, after in zip(getattr(end_vade, part).weights, getattr(final, part).weights, strict=True):
+            np.testing.assert_array_equal(np.asarray(before), np.asarray(after))
+    assert not all(np.allclose(np.asarray(a), np.asarray(b))
+                   for a, b in zip(end_vade.decoder.weights, final.decoder.weights, strict=True))
+    assert final.encoder.trainable and final.prior.trainable  # the saved model trains normally again
+    assert len(read_history(run)) == 5 and (run / "baseline_vae.keras").is_file()
+    baseline_rows = (run / "baseline_history.csv").read_text().strip().splitlines()
+    assert len(baseline_rows) == 1 + tc.vade_epochs + tc.decoder_epochs
+    resumed = train(config.replace({"training.baseline_vae": False}), data=blobs, run_dir=tmp_path / "resumed",
+                    progress=False, stop_after_epoch=tc.warmup_epochs + tc.vade_epochs + 1)
+    assert not (resumed / "model.keras").exists()
+    resumed = train(config.replace({"training.baseline_vae": False}), data=blobs, run_dir=tmp_path / "resumed",
+                    progress=False, resume=True)
+    for a, b in zip(final.get_weights(), load_run_model(resumed).get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    with pytest.raises(AvaderError, match="decoder_epochs"):
+        load_config("smoke", ["training.decoder_epochs=-1"])
+
+
 def test_resume_reaches_the_same_final_state(blobs, tmp_path):
     config = load_config("smoke", TINY + ["training.warmup_epochs=2", "training.anneal_epochs=2", "training.static_epochs=1",
                                           "training.checkpoint_every=1"])
@@ -171,6 +204,21 @@ def test_resume_refuses_changed_configuration(blobs, tmp_path):
     changed = config.replace(["training.learning_rate=0.5"])
     with pytest.raises(AvaderError, match=r"training\.learning_rate"):
         train(changed, data=blobs, run_dir=tmp_path / "run", progress=False, resume=True)
+
+
+def test_resume_refuses_a_rewritten_data_file(blobs, tmp_path):
+    import shutil
+
+    data = tmp_path / "galaxies.fits"
+    shutil.copy(blobs, data)
+    config = load_config("smoke", TINY)
+    train(config, data=data, run_dir=tmp_path / "run", progress=False, stop_after_epoch=1)
+    galaxies = GalaxySet.read(data)
+    images = galaxies.get_images(slice(None))[::-1].copy()  # same shape, other pixels (e.g. another seed)
+    GalaxySet.from_arrays(images, {"id": np.arange(len(images))}).write(tmp_path / "other.fits")
+    os.replace(tmp_path / "other.fits", data)
+    with pytest.raises(AvaderError, match=r"galaxies\.fits: changed since .*run was started"):
+        train(config, data=data, run_dir=tmp_path / "run", progress=False, resume=True)
 
 
 def test_nan_loss_stops_with_message_and_keeps_checkpoint(blobs, tmp_path):
