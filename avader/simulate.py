@@ -436,7 +436,8 @@ def _neighbour(rng, cfg: SimulationConfig, r90_pix: float, flux: float) -> tuple
     return (gal, *_galaxy_truth(gal, r90_pix * size_ratio))
 
 
-def render_galaxy(index: int, seed: int, image_size: int = 64, config: SimulationConfig | None = None):
+def render_galaxy(index: int, seed: int, image_size: int = 64, config: SimulationConfig | None = None,
+                  noise_free: bool = False):
     """Render simulated galaxy ``index`` of the catalogue with ``seed``.
 
     Parameters
@@ -449,6 +450,9 @@ def render_galaxy(index: int, seed: int, image_size: int = 64, config: Simulatio
         Pixels per side (>= 16).
     config : SimulationConfig, optional
         Population settings; defaults to ``SimulationConfig()``.
+    noise_free : bool
+        Also return the same scene without noise, in the same stretch (linear stretch only), e.g.
+        to check a measurement's noise model against the noisy image.
 
     Returns
     -------
@@ -461,8 +465,12 @@ def render_galaxy(index: int, seed: int, image_size: int = 64, config: Simulatio
         (grey light), ``r_half`` (pixels), ``r90_pix`` (Petrosian R90, pixels), ``concentration``
         (Petrosian R90/R50 before the PSF), ``snr`` (optimal S/N of the main galaxy), ``noise_sigma`` and
         ``zero_level`` (stored units), seeing, pixel scale and the ``companion_*`` columns.
+    clean : ndarray, shape (image_size, image_size), float32, only with ``noise_free``
+        ``zero_level + gain * scene`` (not clipped or quantised).
     """
     cfg, rng, obs, scene = _setup(index, seed, image_size, config, ())
+    if noise_free and cfg.stretch != "linear":
+        raise AvaderError(f"noise_free: needs the linear stretch, got stretch={cfg.stretch!r}")
     gal = _sample_galaxy(rng, _pick_family(rng, cfg), cfg)
     scale, truth = _galaxy_truth(gal, obs["r90_pix"])
     xy = scene.centre + rng.uniform(-0.5, 0.5, 2)
@@ -485,13 +493,15 @@ def render_galaxy(index: int, seed: int, image_size: int = 64, config: Simulatio
             main = main + scene.galaxy(other, other_scale, cxy, ratio)
             companions.append((ratio, "galaxy", other.family, cxy, sep))
     noisy = main + rng.normal(0.0, sigma, main.shape)
-    image, _, zero, noise = _stretch(noisy, sigma, cfg)
+    image, gain, zero, noise = _stretch(noisy, sigma, cfg)
     companions.sort(key=lambda c: -c[0])
     first = companions[0] if companions else (math.nan, "none", "", (math.nan, math.nan), math.nan)
     truth.update(obs, id=int(index), x=float(xy[0]), y=float(xy[1]), noise_sigma=noise, zero_level=zero,
                  n_companions=n_comp, companion_type=first[1], companion_family=first[2],
                  companion_x=float(first[3][0]), companion_y=float(first[3][1]), companion_sep=float(first[4]),
                  companion_flux_ratio=float(first[0]))
+    if noise_free:
+        return image, truth, (zero + gain * main).astype(np.float32)
     return image, truth
 
 
