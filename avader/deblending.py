@@ -484,7 +484,7 @@ def deblend(model, blends, centres=None, noise_sigma=None, background=None, psf_
             patience: int = 10, prior_weight: float = 1.0, zoom_widths=(0.1, 0.5), refine: int = 0,
             photometry: str = "data", images: str = "model", min_flux_ratio: float = 0.05,
             batch_size: int = 32, max_sources: int = 4, allowed_components=None, learning_rates=None,
-            progress: bool = False) -> dict:
+            detection=None, progress: bool = False) -> dict:
     """Separate blended galaxies by fitting decoded galaxies to each blend (see the module notes).
 
     Parameters
@@ -540,6 +540,9 @@ def deblend(model, blends, centres=None, noise_sigma=None, background=None, psf_
         Restrict the prior to these mixture components (e.g. exclude companion components).
     learning_rates : dict, optional
         Adam steps ``{"latent": 0.05, "position": 0.05, "zoom": 0.02}`` (latent units, pixels, log zoom).
+    detection : dict, optional
+        Further :func:`detect` arguments (``smooth_fwhm``, ``contrast``, ``nsigma``, ...) for the
+        detection of centres (when ``centres`` are not given) and of residual sources.
     progress : bool
         Show a tqdm bar over batches.
 
@@ -572,7 +575,8 @@ def deblend(model, blends, centres=None, noise_sigma=None, background=None, psf_
     fit_sky = np.full(n, 1.0 if background is None else 0.0, np.float32)
     psf_sigma = np.zeros(n) if psf_fwhm is None else np.broadcast_to(np.asarray(psf_fwhm, np.float64), (n,)) / 2.3548
     given = _as_centres(centres, n)
-    detections = [detect(blends[b], sigma[b], sky[b], max_sources=max_sources) for b in range(n)]
+    detection = dict(detection or {})
+    detections = [detect(blends[b], sigma[b], sky[b], max_sources=max_sources, **detection) for b in range(n)]
     centres_list = [c[:max_sources] for c in (given if given is not None else [d["centres"] for d in detections])]
     rates = {"latent": 0.05, "position": 0.05, "zoom": 0.02, **(learning_rates or {})}
     fit = _BlendFit(model, (size, size), prior_weight, allowed_components)

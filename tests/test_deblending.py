@@ -221,6 +221,9 @@ def test_deblend_handles_an_empty_image_and_data_images(analytic_model):
     assert result["flux"][1, 0] == pytest.approx(20.0, rel=0.05)
     np.testing.assert_allclose(result["residual"], blends - result["model"], atol=1e-6)
 
+    blind = deblend(analytic_model, blends, noise_sigma=0.01, background=0.0, steps=5, detection={"nsigma": 1e4})
+    assert list(blind["n_sources"]) == [0, 0]  # detection settings reach detect()
+
 
 def test_deblend_rejects_wrong_image_size(analytic_model):
     from avader.deblending import deblend
