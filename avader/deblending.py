@@ -24,7 +24,8 @@ with ``p_mixture`` the model's learned Gaussian mixture and a log-normal prior o
 Centres come from detection (:func:`detect`, photutils segmentation + deblending) unless given;
 the latents start from the encoding of a cutout around each detection (other segments masked,
 zoomed to the model scale), the zooms from the segment sizes relative to the brightest source.
-Optionally, significant sources in the residual are added and the blend refitted (``refine``);
+Then significant sources in the residual are added and the blend refitted where they halve its
+chi^2 (``refine``, ``refine_gain``: pairs closer than detection separates);
 detected sources fainter than ``min_flux_ratio`` of the brightest are folded into their host.
 Fluxes are by default the model-weighted shares of the blend's light above the sky
 (``photometry="data"``, flux-conserving), source images the fitted models scaled to them.
@@ -481,7 +482,7 @@ def _data_shares(data, sky, shapes, flux, blend, sigma):
 
 def deblend(model, blends, centres=None, noise_sigma=None, background=None, psf_fwhm=None, steps: int = 150,
             tol: float = 1e-4,
-            patience: int = 10, prior_weight: float = 1.0, zoom_widths=(0.1, 0.5), refine: int = 0,
+            patience: int = 10, prior_weight: float = 1.0, zoom_widths=(0.1, 0.5), refine: int = 1, refine_gain: float = 0.5,
             photometry: str = "data", images: str = "model", min_flux_ratio: float = 0.05,
             batch_size: int = 32, max_sources: int = 4, allowed_components=None, learning_rates=None,
             detection=None, progress: bool = False) -> dict:
@@ -516,9 +517,15 @@ def deblend(model, blends, centres=None, noise_sigma=None, background=None, psf_
         size relative to it).
     refine : int
         Passes that look for sources in the residual (closer than detection separates, e.g. pairs
-        within one half-light radius), add them and refit that blend. Off by default: with the
-        quick profile's decoder (round, smooth galaxies) most residual sources are template
-        mismatches (knots, disk ends), and adding them cost more flux accuracy than the pairs gained.
+        within one half-light radius), add them and refit that blend; 0 = detection only.
+    refine_gain : float
+        Keep a refine pass's added sources in a blend only if they lower its chi^2 by at least this
+        fraction (0: always keep); otherwise the blend returns to its fit before the pass. With the
+        quick profile's decoder most residual sources are template mismatches (knots, disk ends):
+        kept unconditionally they cost the wider blends flux accuracy; the default 0.5 keeps the
+        pairs that detection merged (brighter galaxy's median |dF/F| below 2 half-light radii
+        0.173 -> 0.152 on 200 blends, 0.190 -> 0.166 on another 100) at a lower detection
+        precision (0.84 -> 0.77) and about 1 s per blend instead of 0.4.
     photometry : {"data", "model"}
         ``"data"``: each source's flux is its model-weighted share of the blend's light above the
         sky (conserves the blend's flux, robust to template errors); ``"model"``: the least-squares
@@ -586,7 +593,7 @@ def deblend(model, blends, centres=None, noise_sigma=None, background=None, psf_
         results.append(_fit_batch(fit, model, blends[rows], sigma[rows], sky[rows], fit_sky[rows],
                                   [centres_list[r] for r in rows], [detections[r] for r in rows],
                                   steps, tol, patience, rates, refine, max_sources, photometry, images,
-                                  zoom_widths, min_flux_ratio, psf_sigma[rows], given is not None)
+                                  zoom_widths, min_flux_ratio, psf_sigma[rows], given is not None, refine_gain)
                        + (rows,))
     n_slots = max([1] + [int(r[0]["slot"].max()) + 1 for r in results if len(r[0]["slot"])])
     out = {"sources": np.zeros((n, n_slots, size, size), np.float32), "flux": np.zeros((n, n_slots)),
@@ -634,9 +641,23 @@ def _merge_faint(sources, flux, shapes, xy, blend, min_flux_ratio: float, size: 
     return keep, slot
 
 
+def _revert(params, blend, slot, source_info, before, revert):
+    """Undo a refine pass for the blends flagged in ``revert`` (B,): their sources get back the values
+    of ``before`` and the sources the pass added to them are dropped."""
+    old_params, old_blend = before[0], before[1]
+    n_old = len(old_blend)
+    params = [np.asarray(p).copy() for p in params]
+    restore = revert[old_blend]
+    for p, q in zip(params, old_params, strict=True):
+        p[:n_old][restore] = q[restore]
+    keep = np.concatenate([np.ones(n_old, bool), ~revert[blend[n_old:]]])
+    return [p[keep] for p in params], blend[keep], slot[keep], source_info[keep]
+
+
 def _fit_batch(fit, model, blends, sigma, sky, fit_sky, centres_list, detections, steps, tol, patience, rates,
-               refine, max_sources, photometry, images, zoom_widths, min_flux_ratio, psf_sigma, given):
-    """Fit one batch: detect-initialise, optimise, then ``refine`` residual passes."""
+               refine, max_sources, photometry, images, zoom_widths, min_flux_ratio, psf_sigma, given, refine_gain=0.0):
+    """Fit one batch: detect-initialise, optimise, then ``refine`` residual passes (each kept for a
+    blend only where it lowers chi^2 by ``refine_gain``)."""
     tf = fit.tf
     n, size = len(blends), blends.shape[1]
     z, xy, zoom, blend, slot, main = _initial_state(model, blends - sky[:, None, None], centres_list, np.zeros(n),
@@ -654,13 +675,23 @@ def _fit_batch(fit, model, blends, sigma, sky, fit_sky, centres_list, detections
                        "chi2": np.sum((blends - sky[:, None, None]) ** 2, axis=(1, 2)) / sigma**2 / size**2,
                        "loss": np.zeros(n), "steps": used}
     todo = np.ones(n, np.float32)
+    before = None  # (params, blend, slot, source_info, chi2) before the last refine pass
     for attempt in range(refine + 1):
         params, steps_used = _optimise(fit, params, blends, sigma, sky, fit_sky, blend, slot, source_info, steps, tol,
                                        patience, rates, frozen=1.0 - todo) if steps > 0 else (params, 0)
         used += np.where(todo > 0, steps_used, 0)
+        loss, parts = fit.evaluate(*(tf.constant(p, tf.float32) for p in params), *args())
+        if before is not None and refine_gain > 0:
+            chi2 = parts["chi2"].numpy()
+            revert = (todo > 0) & (chi2 > (1.0 - refine_gain) * before[4])
+            if revert.any():
+                params, blend, slot, source_info = _revert(params, blend, slot, source_info, before, revert)
+                todo[revert] = 0.0
+                loss, parts = fit.evaluate(*(tf.constant(p, tf.float32) for p in params), *args())
         if attempt == refine:
             break
-        loss, parts = fit.evaluate(*(tf.constant(p, tf.float32) for p in params), *args())
+        before = ([np.asarray(p).copy() for p in params], blend.copy(), slot.copy(), source_info.copy(),
+                  parts["chi2"].numpy())
         model_images = np.zeros((n, size * size))
         np.add.at(model_images, blend, parts["shapes"].numpy() * parts["flux"].numpy()[:, None])
         residual = blends - model_images.reshape(n, size, size) - parts["background"].numpy()[:, None, None]

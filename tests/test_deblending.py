@@ -192,6 +192,13 @@ def test_refinement_adds_a_missed_source_from_the_residual(analytic_model):
     np.testing.assert_allclose(refined["centres"][0], xy, atol=0.5)
     np.testing.assert_allclose(refined["flux"][0], [40.0, 25.0], rtol=0.05)
     assert refined["chi2"][0] < 1.5
+    kept = deblend(analytic_model, np.stack([blend, blend]), refine=1, refine_gain=0.5, **{**kwargs, "centres": [xy[:1]] * 2})
+    assert list(kept["n_sources"]) == [2, 2]  # chi^2 fell from > 5 to < 1.5: the real source stays
+    np.testing.assert_allclose(kept["flux"][0], refined["flux"][0], rtol=1e-3)
+    strict = deblend(analytic_model, blend, refine=1, refine_gain=0.999, **kwargs)
+    assert strict["n_sources"][0] == 1  # asked for more than it gained: back to the fit before the pass
+    np.testing.assert_allclose(strict["flux"][0, 0], once["flux"][0, 0], rtol=1e-3)
+    np.testing.assert_allclose(strict["chi2"][0], once["chi2"][0], rtol=1e-3)
 
 
 def test_model_and_data_photometry_agree_on_a_clean_blend(analytic_model):
