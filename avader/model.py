@@ -38,7 +38,8 @@ it equals KL(q(z, c | x) || p(z, c)) + latent_dim / 2 * log(2 pi). Training samp
 deterministic. The optional balance term (``model.balance_weight``, a Python float set before
 ``compile``; 0 reproduces the published loss) asks the batch's aggregate posterior over components
 to match the mixture weights theta (held constant in that term), as the generative model implies
-(E_x q(c | x) = p(c)): it resists one component absorbing the others. Under ``tf.distribute`` each replica's mean loss is divided by the number of
+(E_x q(c | x) = p(c)): it resists one component absorbing the others (per replica under
+``tf.distribute``). Under ``tf.distribute`` each replica's mean loss is divided by the number of
 replicas before the gradients are summed, as Keras does for compiled losses.
 
 The original authors' weights: ``load_published_model(h5_path)``, i.e. :func:`build_vade` with
