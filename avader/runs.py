@@ -268,9 +268,7 @@ class RunDir:
             raise AvaderError(f"{self.path}: run directory is not empty; pass --overwrite or --resume, or choose another --run")
         self.path.mkdir(parents=True, exist_ok=True)
         self.checkpoints.mkdir(exist_ok=True)
-        from .data import write_atomic
-
-        write_atomic(self.config_path, lambda tmp: Path(tmp).write_text(_config_header(config) + config.to_yaml()), overwrite=True)
+        self.write_config(config)
         manifest = {
             "avader_version": package_versions().get("avader"),
             "git_commit": git_commit(),
@@ -284,6 +282,14 @@ class RunDir:
         }
         write_json_atomic(self.manifest_path, manifest)
         return self
+
+    def write_config(self, config) -> Path:
+        """(Re)write ``config.yaml`` with ``config`` (atomically); the manifest is left as it is."""
+        from .data import write_atomic
+
+        write_atomic(self.config_path, lambda tmp: Path(tmp).write_text(_config_header(config) + config.to_yaml()),
+                     overwrite=True)
+        return self.config_path
 
     def load_config(self):
         """The resolved configuration stored in ``config.yaml``."""

@@ -545,13 +545,15 @@ def _train_baseline_vae(config, galaxies, split, run, strategy, verbose, steps, 
     first = tc.warmup_epochs if warm is not None else 0
     baseline.set_mode("vae", latent_weight=tc.warmup_kl_weight if tc.warmup_mode == "vae" else 1.0)
     rows = []
+    phase = ["baseline_vae"]
 
     class Schedule(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
             self.model.optimizer.learning_rate.assign(learning_rate(epoch, tc))
 
         def on_epoch_end(self, epoch, logs=None):
-            rows.append({"epoch": epoch, "phase": "baseline_vae",
+            rows.append({"epoch": epoch, "phase": phase[0],
+                         "learning_rate": float(np.asarray(self.model.optimizer.learning_rate)),
                          **{k: float(np.mean(v)) for k, v in (logs or {}).items()}})
 
     last = tc.warmup_epochs + tc.vade_epochs
@@ -560,6 +562,7 @@ def _train_baseline_vae(config, galaxies, split, run, strategy, verbose, steps, 
     baseline.fit(train_ds, epochs=last, initial_epoch=first, steps_per_epoch=steps, shuffle=False, verbose=verbose,
                  callbacks=[Schedule()])
     if tc.decoder_epochs:  # the same phase 4 as the VaDE run: its decoder alone on the latent means
+        phase[0] = "baseline_decoder"
         _decoder_only(baseline, True)
         with strategy.scope():
             _compile(baseline, tc, clip=True)

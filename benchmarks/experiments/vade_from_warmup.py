@@ -18,7 +18,7 @@ import sys
 from avader import paths
 from avader.clustering import cluster_run
 from avader.config import load_config
-from avader.runs import _config_header
+from avader.runs import RunDir
 from avader.training import train
 
 
@@ -34,7 +34,7 @@ def main(argv) -> int:
     shutil.copytree(source, target)
     for name in ("model.keras", "metrics.json", "clusters.fits"):
         (target / name).unlink(missing_ok=True)
-    (target / "config.yaml").write_text(_config_header(config) + config.to_yaml())
+    RunDir(target).write_config(config)  # keeps the copied manifest (inputs, warm-up timings)
     train(config, run_dir=target, resume=True, progress=False)
     cluster_run(target, progress=False, overwrite=True)
     methods = json.loads((target / "metrics.json").read_text())["clustering"]["methods"]
