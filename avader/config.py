@@ -145,6 +145,7 @@ class TrainingConfig:
     init_samples: int = 38000        # phase 2: latent means used for the mixture fit (upstream: 200 batches of 190)
     init_restarts: int = 1           # phase 2: mixture fits from different seeds
     init_select: str = "likelihood"  # phase 2: the winning fit: "likelihood" (highest) or "balance" (most even cluster sizes)
+    init_seed: int = -1              # phase 2: seed of the mixture fit (-1 = the run's seed): restarts of phases 2-3 from one warm-up
     init_copy: str = "full"          # "full" copies the fit into the prior; "discard" reproduces upstream's zeroed copy
     vade_periods: int = 5            # phase 3: number of anneal + static periods
     anneal_epochs: int = 25          # phase 3: epochs in which the latent weight rises each period
@@ -179,6 +180,8 @@ class TrainingConfig:
                     "decoder_epochs"):
             if getattr(self, key) < 0:
                 raise AvaderError(f"{key}: must not be negative, got {getattr(self, key)}")
+        if self.init_seed < -1:
+            raise AvaderError(f"init_seed: must be -1 (the run's seed) or a seed >= 0, got {self.init_seed}")
         if self.balance_weight < 0:
             raise AvaderError(f"balance_weight: must not be negative, got {self.balance_weight}")
         if self.learning_rate <= 0:

@@ -599,14 +599,15 @@ def _initialise_mixture(model, galaxies, split, config, run, progress):
     if len(rows) > tc.init_samples:
         rows = np.sort(rng.choice(rows, tc.init_samples, replace=False))
     means, _ = encode_dataset(model, galaxies, rows, batch_size=config.analysis.batch_size, progress=progress)
-    fit = fit_mixture(means, config.model.n_components, seed=config.seed, restarts=tc.init_restarts,
+    init_seed = config.seed if tc.init_seed < 0 else tc.init_seed
+    fit = fit_mixture(means, config.model.n_components, seed=init_seed, restarts=tc.init_restarts,
                       select=tc.init_select)
     if tc.init_copy == "full":
         model.prior.set_mixture(fit["weights"], fit["means"], fit["variances"])
     else:
         log.warning("init_copy=discard: the mixture fit is not copied into the prior (upstream behaviour)")
     run.record_phase("init", started, samples=int(len(rows)), log_likelihood=fit["log_likelihood"],
-                     size_entropy=fit["size_entropy"], restart=fit["restart"], select=tc.init_select,
+                     size_entropy=fit["size_entropy"], restart=fit["restart"], select=tc.init_select, seed=init_seed,
                      copied=tc.init_copy)
 
 

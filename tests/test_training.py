@@ -116,6 +116,7 @@ def test_smoke_run_writes_everything(blobs, tmp_path):
     assert history["latent_weight"][1] == pytest.approx(0.3) and history["latent_weight"][2] == pytest.approx(0.6)
     manifest = json.loads((run / "manifest.json").read_text())
     assert {"warmup", "init", "vade", "baseline_vae"} <= set(manifest["phases"])
+    assert manifest["phases"]["init"]["seed"] == config.seed  # init_seed -1: the run's seed
     assert manifest["inputs"][str(blobs.resolve())]
     assert warmup_checkpoint(run) is not None
     model = load_run_model(run)
@@ -179,6 +180,22 @@ def test_decoder_phase_trains_the_decoder_alone_and_resumes(blobs, tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     with pytest.raises(AvaderError, match="decoder_epochs"):
         load_config("smoke", ["training.decoder_epochs=-1"])
+    with pytest.raises(AvaderError, match="init_seed"):
+        load_config("smoke", ["training.init_seed=-2"])
+
+
+def test_init_seed_reseeds_only_the_mixture_fit(blobs, tmp_path):
+    from avader.model import build_vade
+
+    config = load_config("smoke", TINY + ["training.init_seed=7", "training.init_restarts=1"])
+    run = train(config, data=blobs, run_dir=tmp_path / "run", progress=False)
+    assert json.loads((run / "manifest.json").read_text())["phases"]["init"]["seed"] == 7
+    other = train(config.replace({"training.init_seed": 8}), data=blobs, run_dir=tmp_path / "other", progress=False)
+    warm = [build_vade(config.model, seed=0) for _ in range(2)]
+    for model, r in zip(warm, (run, other)):
+        model.load_weights(warmup_checkpoint(r))
+    for a, b in zip(warm[0].get_weights(), warm[1].get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)  # the same warm-up
 
 
 def test_resume_reaches_the_same_final_state(blobs, tmp_path):
