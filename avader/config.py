@@ -145,7 +145,7 @@ class TrainingConfig:
     init_samples: int = 38000        # phase 2: latent means used for the mixture fit (upstream: 200 batches of 190)
     init_restarts: int = 1           # phase 2: mixture fits from different seeds
     init_select: str = "likelihood"  # phase 2: the winning fit: "likelihood" (highest) or "balance" (most even cluster sizes)
-    init_seed: int = -1              # phase 2: seed of the mixture fit (-1 = the run's seed): restarts of phases 2-3 from one warm-up
+    init_seed: int = -1              # phase 2: first seed of the mixture fits (-1 = the run's seed; fits use init_seed .. init_seed + init_restarts - 1, so independent restarts need seeds that far apart)
     init_copy: str = "full"          # "full" copies the fit into the prior; "discard" reproduces upstream's zeroed copy
     vade_periods: int = 5            # phase 3: number of anneal + static periods
     anneal_epochs: int = 25          # phase 3: epochs in which the latent weight rises each period
