@@ -723,7 +723,7 @@ def _fit_batch(fit, model, blends, sigma, sky, fit_sky, centres_list, detections
         source_info = np.vstack([source_info, np.column_stack([np.log(zoom_new[added]), np.full(added.sum(), zoom_widths[1]),
                                                                psf_sigma[changed[b_new[added]]]])])
         centres_list = new_centres
-    loss, parts = fit.evaluate(*(tf.constant(p, tf.float32) for p in params), *args())
+    # every exit of the loop comes right after an evaluation of the final parameters: loss, parts hold it
     shapes, flux = parts["shapes"].numpy(), parts["flux"].numpy()
     background = parts["background"].numpy().astype(np.float64)
     shares = _data_shares(blends, background, shapes, flux, blend, sigma)

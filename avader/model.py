@@ -416,10 +416,11 @@ class VaDE(keras.Model):
         mean = x if len(x.shape) == 2 else self.encode(x)[0]
         return ops.exp(self._log_gamma(ops.cast(mean, "float32")))
 
-    def vade_latent_term(self, mean, log_var, z):
-        """Per-sample VaDE latent term of PAPER.md, (b,) float32; gamma from ``z`` (b, D)."""
+    def vade_latent_term(self, mean, log_var, z, log_gamma=None):
+        """Per-sample VaDE latent term of PAPER.md, (b,) float32; gamma from ``z`` (b, D), or the
+        given ``log_gamma`` (b, K) when the caller already has it."""
         prior = self.prior
-        log_gamma = self._log_gamma(z)
+        log_gamma = self._log_gamma(z) if log_gamma is None else log_gamma
         gamma = ops.exp(log_gamma)
         log_theta = ops.expand_dims(ops.log_softmax(prior.theta_logits), 0)
         diff2 = ops.square(ops.expand_dims(mean, -1) - ops.expand_dims(prior.means, 0))
@@ -439,8 +440,9 @@ class VaDE(keras.Model):
         kl_normal = -0.5 * ops.sum(1.0 + log_var - ops.square(mean) - ops.exp(log_var), axis=-1)
         is_vae = ops.cast(ops.equal(self.mode_variable, float(MODES.index("vae"))), "float32")
         is_vade = ops.cast(ops.equal(self.mode_variable, float(MODES.index("vade"))), "float32")
-        latent = is_vae * kl_normal + is_vade * self.vade_latent_term(mean, log_var, z)
-        return {"reconstruction": sse, "latent": latent, "log_gamma": self._log_gamma(z)}
+        log_gamma = self._log_gamma(z)
+        latent = is_vae * kl_normal + is_vade * self.vade_latent_term(mean, log_var, z, log_gamma)
+        return {"reconstruction": sse, "latent": latent, "log_gamma": log_gamma}
 
     def balance_term(self, log_gamma):
         """KL(mean over the batch of gamma || theta), a scalar: 0 when the batch's occupation of the

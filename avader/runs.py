@@ -258,10 +258,11 @@ class RunDir:
                                   "start a new run or pass the same settings")
             recorded_inputs = self.manifest().get("inputs", {})
             for p in inputs:
-                key = str(Path(p).resolve())
-                if recorded_inputs.get(key) and _sha_or_none(p) != recorded_inputs[key]:
-                    raise AvaderError(f"{p}: changed since {self.path} was started (sha256 {recorded_inputs[key][:12]} "
-                                      f"recorded, {(_sha_or_none(p) or 'missing')[:12]} now); resuming would mix two "
+                recorded_sha = recorded_inputs.get(str(Path(p).resolve()))
+                now = _sha_or_none(p) if recorded_sha else None
+                if recorded_sha and now != recorded_sha:
+                    raise AvaderError(f"{p}: changed since {self.path} was started (sha256 {recorded_sha[:12]} "
+                                      f"recorded, {(now or 'missing')[:12]} now); resuming would mix two "
                                       "data sets: restore the file or start a new run")
             return self
         if non_empty and not overwrite:
