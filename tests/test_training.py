@@ -196,6 +196,10 @@ def test_init_seed_reseeds_only_the_mixture_fit(blobs, tmp_path):
         model.load_weights(warmup_checkpoint(r))
     for a, b in zip(warm[0].get_weights(), warm[1].get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)  # the same warm-up
+    init = [build_vade(config.model, seed=0) for _ in range(2)]
+    for model, r in zip(init, (run, other)):
+        model.load_weights(r.checkpoints / f"epoch{config.training.warmup_epochs:04d}_init.weights.h5")
+    assert not np.allclose(np.asarray(init[0].prior.means), np.asarray(init[1].prior.means))  # another mixture fit
 
 
 def test_resume_reaches_the_same_final_state(blobs, tmp_path):
