@@ -275,7 +275,10 @@ def _generate_args(p):
     p.add_argument("--n", type=int, help="number of galaxies (components drawn from the mixture weights)")
     p.add_argument("--per-component", type=int, help="instead of --n: this many from every component (paper: 45)")
     p.add_argument("--component", type=int, help="draw only from this component")
-    p.add_argument("--scale", type=float, default=0.5, help="variance scale: z ~ N(u_c, scale * lambda_c) (paper: 0.5)")
+    p.add_argument("--sampler", choices=("mixture", "expost"), default="mixture",
+                   help="mixture: z ~ N(u_c, scale * lambda_c), the paper's; expost: a Gaussian mixture fitted to "
+                        "each component's latent means of the training data (expost.npz in the run, fitted if missing)")
+    p.add_argument("--scale", type=float, help="variance scale (default 0.5 for the mixture as in the paper, 1 for expost)")
     p.add_argument("--reject-below", type=float, help="keep only samples whose own-component responsibility exceeds this")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--dtype", choices=("float32", "uint8"), default="float32", help="stored pixel type")
@@ -286,7 +289,8 @@ def _generate_args(p):
 @command("generate", "generate synthetic galaxies from mixture components into a GalaxySet",
          "examples:\n  avader generate --run quick --n 1000 --out synthetic.fits\n"
          "  avader generate --run published --per-component 45 --seed 1 --out paper_generation.fits\n"
-         "  avader generate --run quick --n 200 --component 3 --reject-below 0.9 --out c3.fits")
+         "  avader generate --run quick --n 200 --component 3 --reject-below 0.9 --out c3.fits\n"
+         "  avader generate --run quick --n 1000 --sampler expost --out synthetic_expost.fits")
 def cmd_generate(args):
     from .generation import generate_run
 
@@ -294,7 +298,7 @@ def cmd_generate(args):
         raise AvaderError("give exactly one of --n and --per-component")
     path = generate_run(args.run, args.n, args.out, component=args.component, scale=args.scale, seed=args.seed,
                         overwrite=args.overwrite, reject_below=args.reject_below, per_component=args.per_component,
-                        dtype=args.dtype)
+                        dtype=args.dtype, sampler=args.sampler)
     print(path)
     return 0
 

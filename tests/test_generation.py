@@ -98,6 +98,57 @@ def test_component_responsibilities_match_the_model(model):
     np.testing.assert_allclose(gamma.sum(1), 1.0)
 
 
+# ---------------------------------------------------------------- ex-post sampler
+def _ring_latents(n=3000, seed=0):
+    """Component 0: a ring (orientation-like, hollow in the middle); component 1: a blob; 2 empty."""
+    rng = np.random.default_rng(seed)
+    angle = rng.uniform(0, 2 * np.pi, n)
+    ring = np.stack([3 * np.cos(angle), 3 * np.sin(angle), 0.1 * rng.standard_normal(n)], 1)
+    blob = np.array([8.0, 0.0, 0.0]) + 0.5 * rng.standard_normal((n // 3, 3))
+    return np.concatenate([ring, blob]), np.concatenate([np.zeros(n, int), np.ones(n // 3, int)])
+
+
+def test_fit_expost_follows_the_latent_means_not_one_gaussian():
+    latents, components = _ring_latents()
+    expost = gen.fit_expost(latents, components, 4, max_sub=8, min_members=50, seed=0)
+    np.testing.assert_allclose(expost["weights"], [0.75, 0.25, 0.0, 0.0])
+    assert set(expost["parent"].tolist()) == {0, 1}
+    assert (expost["parent"] == 0).sum() > 1 and (expost["parent"] == 1).sum() == 1  # BIC: the blob needs one
+    z, comp = gen.sample_expost(expost, 4000, component=0, seed=1)
+    radius = np.hypot(z[:, 0], z[:, 1])
+    # one Gaussian per component would put a quarter of the samples inside radius 1.7; the ring has none
+    one = gen.fit_expost(latents, components, 4, max_sub=1)
+    radius_one = np.hypot(*gen.sample_expost(one, 4000, component=0, seed=1)[0][:, :2].T)
+    assert np.mean(radius_one < 1.7) > 0.15 and np.mean(radius < 1.7) < 0.05
+    np.testing.assert_allclose(np.median(radius), 3.0, atol=0.2)
+    assert np.all(comp == 0)
+    _, drawn = gen.sample_expost(expost, 20000, seed=2)
+    np.testing.assert_allclose(np.bincount(drawn, minlength=4) / 20000, expost["weights"], atol=0.01)
+    with pytest.raises(AvaderError, match="component 2: has no members"):
+        gen.sample_expost(expost, per_component=3)
+
+
+def test_expost_sampler_is_deterministic_and_checks_its_input(model):
+    latents, components = _ring_latents(600)
+    a = gen.fit_expost(latents, components, 4, seed=3)
+    b = gen.fit_expost(latents, components, 4, seed=3)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+    np.testing.assert_array_equal(gen.sample_expost(a, 50, seed=4)[0], gen.sample_expost(b, 50, seed=4)[0])
+    images, catalog = gen.generate(model, 20, seed=4, expost=a)
+    np.testing.assert_array_equal(catalog["latent"], gen.sample_expost(a, 20, seed=4)[0])
+    assert set(np.asarray(catalog["component"]).tolist()) <= {0, 1}
+    with pytest.raises(AvaderError, match="latents .* and components .* do not match"):
+        gen.fit_expost(latents[:-1], components, 4)
+    with pytest.raises(AvaderError, match="components must lie in 0..3"):
+        gen.fit_expost(latents, components + 3, 4)
+    with pytest.raises(AvaderError, match="expost: expected a dict"):
+        gen.sample_expost({"weights": a["weights"]}, 5)
+    wide = dict(a, means=np.zeros((len(a["parent"]), 5)), covariances=np.tile(np.eye(5), (len(a["parent"]), 1, 1)))
+    with pytest.raises(AvaderError, match="5 latent dimensions, the model has 3"):
+        gen.generate(model, 5, expost=wide)
+
+
 # ---------------------------------------------------------------- generation
 def test_generate_shapes_range_and_determinism(model):
     images, catalog = gen.generate(model, 12, component=2, seed=5)
@@ -230,6 +281,43 @@ def test_observation_model_of_the_realism_report_reproduces_simulated_images():
         render_galaxy(0, seed=0, config=SimulationConfig(stretch="asinh"), noise_free=True)
 
 
+def test_unclip_inverts_the_expected_observed_pixel():
+    mu = np.linspace(-0.05, 1.05, 221)[None, None, :].repeat(2, 0)
+    sigma = np.array([0.02, 0.05])
+    expected = gen.clipped_mean(mu, sigma)
+    draws = np.clip(mu + sigma[:, None, None] * np.random.default_rng(0).standard_normal((4000, *mu.shape)), 0, 1)
+    np.testing.assert_allclose(expected, draws.mean(0), atol=4 * 0.05 / np.sqrt(4000))
+    assert np.all(np.diff(expected, axis=-1) > 0)
+    np.testing.assert_allclose(gen.unclip(expected, sigma), mu, atol=2e-5)
+    np.testing.assert_array_equal(gen.unclip(expected, [0.0, 0.02])[0], expected[0].astype(np.float32))
+    np.testing.assert_array_equal(gen.clipped_mean(mu, 0.0), np.clip(mu, 0, 1))
+    with pytest.raises(AvaderError, match="noise levels must be non-negative"):
+        gen.unclip(expected, -0.1)
+
+
+def test_observation_model_for_a_squared_error_decoder():
+    """A perfect squared-error decoder predicts the expected observed image E[clip(render + noise)]
+    (its sky is the mean of clipped noise, above 0); observe_expected of that matches the noisy renders
+    as well as adding noise to the noise-free render does, while adding noise to it directly does not."""
+    from avader.simulate import render_galaxy
+
+    renders = [render_galaxy(i, seed=3, image_size=64, noise_free=True) for i in range(300)]
+    real = np.rint(np.stack([r[0] for r in renders]) * 255.0).astype(np.float32) / 255.0
+    clean = np.stack([r[2] for r in renders])
+    levels = np.random.default_rng(0).choice(gen.noise_levels(real, sample=None), len(clean))
+    decoded = gen.clipped_mean(clean, levels).astype(np.float32)
+    expected = gen.realism(real, gen.observe_expected(decoded, levels, seed=1))
+    direct = gen.realism(real, gen.add_noise(decoded, levels, seed=1))
+    reference = gen.realism(real, gen.add_noise(clean, levels, seed=1))
+    assert expected["mean_wasserstein"] < 1.2 * reference["mean_wasserstein"]  # measured: 0.069 vs 0.073
+    assert direct["mean_wasserstein"] > 1.5 * expected["mean_wasserstein"]  # measured: 0.244
+    sky = {name: np.median(images[:, :4].mean((1, 2))) for name, images in
+           (("expected", gen.observe_expected(decoded, levels, seed=1)), ("direct", gen.add_noise(decoded, levels, seed=1)),
+            ("reference", gen.add_noise(clean, levels, seed=1)))}
+    assert sky["expected"] == pytest.approx(sky["reference"], rel=0.05)  # measured: 0.0081 vs 0.0080
+    assert sky["direct"] > 1.3 * sky["reference"]  # the clipped-noise sky counted twice: 0.0118
+
+
 def test_realism_per_component_compares_matching_components():
     small, large = _blobs(40, seed=2, width=(1.5, 2.0)), _blobs(40, seed=3, width=(4.0, 5.0))
     real = np.concatenate([small, large])
@@ -292,6 +380,31 @@ def test_baseline_and_realism_report_merge_into_metrics(model, tmp_path):
     assert report["n_real"] == 20 and report["baseline"] is None and "baseline" not in samples
     assert np.all(samples["real_components"] == constant)
     assert read_json(run / "metrics.json")["generation"]["n_real"] == 48
+
+
+def test_expost_sampler_of_a_run_in_the_report_and_generate_run(model, tmp_path):
+    config, run, data = _tiny_run(tmp_path, model)
+    untrained = build_vade(config.model, seed=1)
+    untrained.set_mode("vae", latent_weight=1.0)
+    untrained.save(run / "baseline_vae.keras")
+    with pytest.raises(AvaderError, match="no ex-post sampler"):
+        gen.load_expost(run.path)
+    report = gen.realism_report(run, n=None, seed=0, sampler="expost")
+    stored = gen.load_expost(run.path)
+    real = GalaxySet.read(data).get_images(slice(None))
+    means = keras.ops.convert_to_numpy(model.encode(real)[0])
+    refit = gen.fit_expost(means, keras.ops.convert_to_numpy(model.responsibilities(real)).argmax(1), 4)
+    for key in refit:
+        np.testing.assert_allclose(stored[key], refit[key], rtol=1e-5, atol=1e-6)
+    assert report["sampler"] == "expost" and report["scale"] == 1.0 and report["baseline"] is not None
+    metrics = read_json(run / "metrics.json")
+    assert metrics["generation_expost"]["sampler"] == "expost" and "generation" not in metrics
+    out = gen.generate_run(run, 12, tmp_path / "expost.fits", seed=2, sampler="expost")
+    gs = GalaxySet.read(out)
+    assert gs.meta["SAMPLER"] == "expost" and gs.meta["SCALE"] == 1.0
+    np.testing.assert_allclose(gs.catalog["latent"], gen.sample_expost(stored, 12, seed=2)[0], rtol=1e-6)
+    with pytest.raises(AvaderError, match="sampler: must be one of mixture, expost"):
+        gen.realism_report(run, sampler="prior")
 
 
 def test_metrics_are_strict_json():
