@@ -8,7 +8,7 @@ own component, ``p(c | z)`` (or ``q(c | x)`` of the re-encoded image), exceeds a
 
 Sampling the learned mixture is the published method, but the latent means of the training
 galaxies (the aggregate posterior) need not fill each component's Gaussian: galaxies at all
-orientations lie on a shell, and the middle of a broad component decodes to a round, average
+orientations can lie on a shell, and the middle of a broad component decodes to a round, average
 galaxy. The ex-post sampler (Ghosh et al. 2020, ICLR, "From variational to deterministic
 autoencoders", sec. 4) fits a small full-covariance Gaussian mixture to the latent means of each
 component's members (:func:`fit_expost`) and samples that instead (``generate(..., expost=...)``);
@@ -300,10 +300,11 @@ def fit_expost_run(run_dir, data=None, max_sub: int = 4, min_members: int = 50, 
     """:func:`fit_expost` on a run's galaxies, written to ``expost.npz`` in the run directory.
 
     ``data`` (default the run's training data) is encoded in batches with the run's model; its
-    latent means and components (argmax of the responsibilities) are fitted.
+    latent means and components (argmax of the responsibilities) are fitted. The result also holds
+    ``model_sha256``, the digest of the ``model.keras`` it was fitted for.
     """
     from .clustering import assign
-    from .data import GalaxySet, write_atomic
+    from .data import GalaxySet, sha256sum, write_atomic
     from .runs import RunDir
     from .training import load_run_model
 
@@ -315,6 +316,7 @@ def fit_expost_run(run_dir, data=None, max_sub: int = 4, min_members: int = 50, 
     latents, components = result["latent_mean"], result["component"]
     expost = fit_expost(latents, components, model.model_config.n_components, max_sub=max_sub,
                         min_members=min_members, seed=seed)
+    expost["model_sha256"] = np.array(sha256sum(run / "model.keras"))
     if write:
         def save(tmp):
             with open(tmp, "wb") as handle:
@@ -334,9 +336,14 @@ def load_expost(run_dir) -> dict:
         raise AvaderError(f"{path}: no ex-post sampler (fit it with avader generate --sampler expost)")
     try:
         with np.load(path, allow_pickle=False) as stored:
-            return _check_expost({key: stored[key] for key in stored.files})
+            expost = {key: stored[key] for key in stored.files}
     except (OSError, ValueError, KeyError) as err:
         raise AvaderError(f"{path}: cannot read the ex-post sampler ({str(err).splitlines()[0]})") from None
+    try:
+        _check_expost(expost)
+    except AvaderError as err:
+        raise AvaderError(f"{path}: {err}") from None
+    return expost
 
 
 def decode_latents(model, z, batch_size: int = 256) -> np.ndarray:
@@ -480,7 +487,14 @@ def generate_run(run_dir, n: int | None, out, component=None, scale: float | Non
     model = load_run_model(run.path)
     expost = None
     if sampler == "expost":
-        expost = load_expost(run.path) if (run / EXPOST_FILE).is_file() else fit_expost_run(run.path)
+        from .data import sha256sum
+
+        if (run / EXPOST_FILE).is_file():
+            expost = load_expost(run.path)
+            if str(expost.get("model_sha256", "")) != sha256sum(run / "model.keras"):
+                logger.warning("%s: fitted for another model.keras; fitting it again", run / EXPOST_FILE)
+                expost = None
+        expost = expost if expost is not None else fit_expost_run(run.path)
     scale = (0.5 if expost is None else 1.0) if scale is None else scale
     images, catalog = generate(model, n, component=component, scale=scale, seed=seed, reject_below=reject_below,
                                batch_size=batch_size, per_component=per_component, reject_on=reject_on,

@@ -405,6 +405,16 @@ def test_expost_sampler_of_a_run_in_the_report_and_generate_run(model, tmp_path)
     np.testing.assert_allclose(gs.catalog["latent"], gen.sample_expost(stored, 12, seed=2)[0], rtol=1e-6)
     with pytest.raises(AvaderError, match="sampler: must be one of mixture, expost"):
         gen.realism_report(run, sampler="prior")
+    # a sampler fitted for another model.keras is fitted again, a broken file is named
+    build_vade(config.model, seed=5).save(run / "model.keras")
+    gen.generate_run(run, 4, tmp_path / "refit.fits", seed=2, sampler="expost")
+    assert str(gen.load_expost(run.path)["model_sha256"]) != str(stored["model_sha256"])
+    (run / gen.EXPOST_FILE).write_bytes(b"not an npz")
+    with pytest.raises(AvaderError, match="expost.npz: cannot read the ex-post sampler"):
+        gen.load_expost(run.path)
+    np.savez(run / gen.EXPOST_FILE, weights=np.ones(2))
+    with pytest.raises(AvaderError, match="expost.npz: expost: expected a dict"):
+        gen.load_expost(run.path)
 
 
 def test_metrics_are_strict_json():
