@@ -828,15 +828,18 @@ def realism_report(run_dir, data=None, n: int | None = 2000, seed: int = 0, scal
     return_samples : bool
         Also return the measured statistics (for figures).
     sampler : {"mixture", "expost"}
-        Draw from the learned mixture (the original analysis) or from the ex-post sampler
-        (:func:`fit_expost_run` on the run's training data, refitted and written to ``expost.npz``
-        when ``write``); with ``"expost"`` the baseline VAE is sampled the same way, from a mixture
-        of as many full-covariance Gaussians fitted to its own latent means of the training data.
+        Draw from the learned mixture (the original analysis) or from an ex-post sampler
+        (:func:`fit_expost`) fitted to the run's training galaxies that are not compared (all of
+        them only when every one is compared: then the result is optimistic, as a sampler fitted
+        to the compared galaxies reproduces them); not written to ``expost.npz``. The baseline VAE
+        is then sampled the same way, from a mixture of as many full-covariance Gaussians fitted
+        to its own latent means of the same galaxies.
 
     Returns
     -------
     report : dict
-        ``n_real``, ``n_generated``, ``scale``, ``seed``, ``min_threshold``, ``statistics``,
+        ``sampler``, ``n_real``, ``n_generated``, ``n_fitted`` (galaxies the ex-post sampler was
+        fitted to, or None), ``scale``, ``seed``, ``min_threshold``, ``statistics``,
         ``match_noise``, ``vade`` (:func:`realism`), ``per_component`` (:func:`realism_per_component`),
         ``baseline`` (:func:`realism` of the baseline, or None), ``vade_closer_than_baseline`` and
         ``reconstruction`` (:func:`realism` of the real images' own reconstructions from their latent
@@ -874,7 +877,19 @@ def realism_report(run_dir, data=None, n: int | None = 2000, seed: int = 0, scal
         return observe_expected(images, rng.choice(noise, size=len(images)), seed=int(rng.integers(2**31)))
 
     real_components = _real_components(model, galaxies, rows, run, batch_size)
-    expost = fit_expost_run(run.path, write=write) if sampler == "expost" else None
+    expost = fit_rows = None
+    if sampler == "expost":
+        from .clustering import assign
+
+        training = GalaxySet.read(config.dataset_path())
+        fit_rows = np.arange(len(training))
+        if data is None or Path(data).resolve() == Path(config.dataset_path()).resolve():
+            fit_rows = np.setdiff1d(fit_rows, rows)  # held out: the compared galaxies are not fitted
+        if not len(fit_rows):
+            logger.warning("ex-post sampler: every training galaxy is compared; fitting all of them (optimistic)")
+            fit_rows = np.arange(len(training))
+        fitted = assign(model, training, batch_size, progress=False, rows=fit_rows)
+        expost = fit_expost(fitted["latent_mean"], fitted["component"], model.model_config.n_components)
     generated, catalog = generate(model, len(rows), scale=scale, seed=seed, batch_size=batch_size, expost=expost)
     means = np.concatenate([np.asarray(model.encode(real_images[s:s + batch_size])[0])
                             for s in range(0, len(rows), batch_size)])
@@ -883,7 +898,7 @@ def realism_report(run_dir, data=None, n: int | None = 2000, seed: int = 0, scal
                "reconstruction": measure(observed(decode_latents(model, means, batch_size)), **kwargs)}
     gen_components = np.asarray(catalog["component"])
     report = {"sampler": sampler, "n_real": int(len(rows)), "n_generated": int(len(generated)),
-              "scale": float(scale), "seed": int(seed),
+              "scale": float(scale), "seed": int(seed), "n_fitted": None if fit_rows is None else int(len(fit_rows)),
               "min_threshold": floor, "match_noise": bool(match_noise), "statistics": list(statistics),
               "vade": realism(samples["real"], samples["vade"], statistics, floor),
               "per_component": realism_per_component(samples["real"], real_components, samples["vade"],
@@ -896,9 +911,8 @@ def realism_report(run_dir, data=None, n: int | None = 2000, seed: int = 0, scal
         if sampler == "expost":
             from .clustering import assign
 
-            base_means = assign(base_model, GalaxySet.read(config.dataset_path()), batch_size, progress=False)
-            base_expost = fit_expost(base_means["latent_mean"], np.zeros(len(base_means["latent_mean"]), int), 1,
-                                     max_sub=len(expost["parent"]))
+            base_means = assign(base_model, training, batch_size, progress=False, rows=fit_rows)["latent_mean"]
+            base_expost = fit_expost(base_means, np.zeros(len(base_means), int), 1, max_sub=len(expost["parent"]))
             z, _ = sample_expost(base_expost, len(rows), scale=scale, seed=seed)
             base_images = decode_latents(base_model, z, batch_size)
         else:

@@ -389,17 +389,20 @@ def test_expost_sampler_of_a_run_in_the_report_and_generate_run(model, tmp_path)
     untrained.save(run / "baseline_vae.keras")
     with pytest.raises(AvaderError, match="no ex-post sampler"):
         gen.load_expost(run.path)
-    report = gen.realism_report(run, n=None, seed=0, sampler="expost")
+    report = gen.realism_report(run, n=20, seed=0, sampler="expost")
+    assert report["sampler"] == "expost" and report["scale"] == 1.0 and report["baseline"] is not None
+    assert report["n_real"] == 20 and report["n_fitted"] == 28  # held out: the other 28 galaxies
+    assert gen.realism_report(run, n=None, seed=0, sampler="expost", write=False)["n_fitted"] == 48
+    metrics = read_json(run / "metrics.json")
+    assert metrics["generation_expost"]["n_fitted"] == 28 and "generation" not in metrics
+    assert not (run / gen.EXPOST_FILE).exists()  # the report's held-out sampler is not the run's
+    out = gen.generate_run(run, 12, tmp_path / "expost.fits", seed=2, sampler="expost")
     stored = gen.load_expost(run.path)
     real = GalaxySet.read(data).get_images(slice(None))
     means = keras.ops.convert_to_numpy(model.encode(real)[0])
     refit = gen.fit_expost(means, keras.ops.convert_to_numpy(model.responsibilities(real)).argmax(1), 4)
     for key in refit:
         np.testing.assert_allclose(stored[key], refit[key], rtol=1e-5, atol=1e-6)
-    assert report["sampler"] == "expost" and report["scale"] == 1.0 and report["baseline"] is not None
-    metrics = read_json(run / "metrics.json")
-    assert metrics["generation_expost"]["sampler"] == "expost" and "generation" not in metrics
-    out = gen.generate_run(run, 12, tmp_path / "expost.fits", seed=2, sampler="expost")
     gs = GalaxySet.read(out)
     assert gs.meta["SAMPLER"] == "expost" and gs.meta["SCALE"] == 1.0
     np.testing.assert_allclose(gs.catalog["latent"], gen.sample_expost(stored, 12, seed=2)[0], rtol=1e-6)
