@@ -614,14 +614,18 @@ def clipped_mean(mu, sigma) -> np.ndarray:
     image (0: no noise, ``clip(mu, 0, 1)``). A decoder trained with a squared error on observed images (sky noise clipped at black, as
     in the SDSS JPEGs) predicts this, not ``mu``: its sky is the mean of clipped noise, above zero.
     """
-    from scipy.special import ndtr
-
     mu = np.asarray(mu, dtype=np.float64)
     sigma, noiseless = _per_image(sigma, mu)
+    return np.where(noiseless, np.clip(mu, 0.0, 1.0), _clipped_mean(mu, sigma))
+
+
+def _clipped_mean(mu, sigma):
+    """:func:`clipped_mean` for positive ``sigma`` broadcastable to ``mu`` (float64)."""
+    from scipy.special import ndtr
+
     a, b = -mu / sigma, (1.0 - mu) / sigma
     pdf = np.exp(-0.5 * a * a) - np.exp(-0.5 * b * b)
-    mean = mu * (ndtr(b) - ndtr(a)) + sigma * pdf / np.sqrt(2.0 * np.pi) + (1.0 - ndtr(b))
-    return np.where(noiseless, np.clip(mu, 0.0, 1.0), mean)
+    return mu * (ndtr(b) - ndtr(a)) + sigma * pdf / np.sqrt(2.0 * np.pi) + (1.0 - ndtr(b))
 
 
 def _per_image(sigma, images):
@@ -639,19 +643,13 @@ def unclip(expected, sigma, iterations: int = 40) -> np.ndarray:
     ``expected`` (n, h, w) in [0, 1], ``sigma`` scalar or (n,) (0: ``expected`` unchanged). Values
     at the clip (0 or 1) come back at the interval's ends. Returns float32.
     """
-    from scipy.special import ndtr
-
     expected = np.asarray(expected, dtype=np.float64)
     sigma, noiseless = _per_image(sigma, expected)
     lo = np.broadcast_to(-6.0 * sigma, expected.shape).copy()
     hi = np.broadcast_to(1.0 + 6.0 * sigma, expected.shape).copy()
-    root_2pi = np.sqrt(2.0 * np.pi)
     for _ in range(int(iterations)):
         mid = 0.5 * (lo + hi)
-        a, b = -mid / sigma, (1.0 - mid) / sigma
-        value = (mid * (ndtr(b) - ndtr(a)) + sigma * (np.exp(-0.5 * a * a) - np.exp(-0.5 * b * b)) / root_2pi
-                 + (1.0 - ndtr(b)))
-        above = value > expected
+        above = _clipped_mean(mid, sigma) > expected
         hi = np.where(above, mid, hi)
         lo = np.where(above, lo, mid)
     return np.where(noiseless, expected, 0.5 * (lo + hi)).astype(np.float32)
