@@ -136,6 +136,17 @@ def _check_scale(scale) -> float:
     return scale
 
 
+def _check_sampler(sampler) -> str:
+    if sampler not in _SAMPLERS:
+        raise AvaderError(f"sampler: must be one of {', '.join(_SAMPLERS)}, got {sampler!r}")
+    return sampler
+
+
+def _default_scale(scale, expost) -> float:
+    """The variance factor: as given, else 0.5 for the mixture (the original analysis), 1 for an ex-post sampler."""
+    return _check_scale((0.5 if expost is None else 1.0) if scale is None else scale)
+
+
 def sample_latents(mixture, n: int | None = None, component=None, scale: float = 0.5, seed: int = 0,
                    per_component: int | None = None):
     """Draw latents from the mixture components, ``z ~ N(u_c, scale * lambda_c)``.
@@ -295,27 +306,33 @@ def sample_expost(expost, n: int | None = None, component=None, scale: float = 1
     return _draw_expost(expost, components, scale, rng), components
 
 
+def _fit_expost_to(model, galaxies, batch_size: int, rows=None, **options) -> dict:
+    """:func:`fit_expost` to the latent means and components of ``galaxies`` (``rows``) under ``model``."""
+    from .clustering import assign
+
+    fitted = assign(model, galaxies, batch_size, progress=False, rows=rows)
+    return fit_expost(fitted["latent_mean"], fitted["component"], model.model_config.n_components, **options)
+
+
 def fit_expost_run(run_dir, data=None, max_sub: int = 4, min_members: int = 50, seed: int = 0,
-                   write: bool = True) -> dict:
+                   write: bool = True, model=None) -> dict:
     """:func:`fit_expost` on a run's galaxies, written to ``expost.npz`` in the run directory.
 
-    ``data`` (default the run's training data) is encoded in batches with the run's model; its
-    latent means and components (argmax of the responsibilities) are fitted. The result also holds
-    ``model_sha256``, the digest of the ``model.keras`` it was fitted for.
+    ``data`` (default the run's training data) is encoded in batches with the run's model
+    (``model`` when already loaded, else ``model.keras``); its latent means and components (argmax
+    of the responsibilities) are fitted. The result also holds ``model_sha256``, the digest of the
+    ``model.keras`` it was fitted for.
     """
-    from .clustering import assign
     from .data import GalaxySet, sha256sum, write_atomic
     from .runs import RunDir
     from .training import load_run_model
 
     run = RunDir(run_dir)
     config = run.load_config()
-    model = load_run_model(run.path)
+    model = load_run_model(run.path) if model is None else model
     galaxies = GalaxySet.read(Path(data) if data else config.dataset_path())
-    result = assign(model, galaxies, config.analysis.batch_size, progress=False)
-    latents, components = result["latent_mean"], result["component"]
-    expost = fit_expost(latents, components, model.model_config.n_components, max_sub=max_sub,
-                        min_members=min_members, seed=seed)
+    expost = _fit_expost_to(model, galaxies, config.analysis.batch_size, max_sub=max_sub, min_members=min_members,
+                            seed=seed)
     expost["model_sha256"] = np.array(sha256sum(run / "model.keras"))
     if write:
         def save(tmp):
@@ -411,7 +428,7 @@ def generate(model, n: int | None = None, component=None, scale: float | None = 
     if reject_below is not None and not 0.0 <= float(reject_below) < 1.0:
         raise AvaderError(f"reject_below: must be in [0, 1), got {reject_below}")
     mixture = _mixture_of(model)
-    scale = _check_scale((0.5 if expost is None else 1.0) if scale is None else scale)
+    scale = _default_scale(scale, expost)
     rng = np.random.default_rng(seed)
     if expost is not None:
         expost = _check_expost(expost)
@@ -481,8 +498,7 @@ def generate_run(run_dir, n: int | None, out, component=None, scale: float | Non
         raise AvaderError(f"{out}: exists; pass overwrite=True (--overwrite) to replace it")
     if dtype not in ("float32", "uint8"):
         raise AvaderError(f"dtype: must be float32 or uint8, got {dtype!r}")
-    if sampler not in _SAMPLERS:
-        raise AvaderError(f"sampler: must be one of {', '.join(_SAMPLERS)}, got {sampler!r}")
+    _check_sampler(sampler)
     run = RunDir(run_dir)
     model = load_run_model(run.path)
     expost = None
@@ -494,8 +510,8 @@ def generate_run(run_dir, n: int | None, out, component=None, scale: float | Non
             if str(expost.get("model_sha256", "")) != sha256sum(run / "model.keras"):
                 logger.warning("%s: fitted for another model.keras; fitting it again", run / EXPOST_FILE)
                 expost = None
-        expost = expost if expost is not None else fit_expost_run(run.path)
-    scale = (0.5 if expost is None else 1.0) if scale is None else scale
+        expost = expost if expost is not None else fit_expost_run(run.path, model=model)
+    scale = _default_scale(scale, expost)
     images, catalog = generate(model, n, component=component, scale=scale, seed=seed, reject_below=reject_below,
                                batch_size=batch_size, per_component=per_component, reject_on=reject_on,
                                expost=expost)
@@ -852,8 +868,7 @@ def realism_report(run_dir, data=None, n: int | None = 2000, seed: int = 0, scal
     from .training import load_run_model
 
     statistics = tuple(statistics)
-    if sampler not in _SAMPLERS:
-        raise AvaderError(f"sampler: must be one of {', '.join(_SAMPLERS)}, got {sampler!r}")
+    _check_sampler(sampler)
     run = RunDir(run_dir)
     config = run.load_config()
     if scale is None:
@@ -877,8 +892,6 @@ def realism_report(run_dir, data=None, n: int | None = 2000, seed: int = 0, scal
     real_components = _real_components(model, galaxies, rows, run, batch_size)
     expost = fit_rows = None
     if sampler == "expost":
-        from .clustering import assign
-
         training = GalaxySet.read(config.dataset_path())
         fit_rows = np.arange(len(training))
         if data is None or Path(data).resolve() == Path(config.dataset_path()).resolve():
@@ -886,8 +899,7 @@ def realism_report(run_dir, data=None, n: int | None = 2000, seed: int = 0, scal
         if not len(fit_rows):
             logger.warning("ex-post sampler: every training galaxy is compared; fitting all of them (optimistic)")
             fit_rows = np.arange(len(training))
-        fitted = assign(model, training, batch_size, progress=False, rows=fit_rows)
-        expost = fit_expost(fitted["latent_mean"], fitted["component"], model.model_config.n_components)
+        expost = _fit_expost_to(model, training, batch_size, rows=fit_rows)
     generated, catalog = generate(model, len(rows), scale=scale, seed=seed, batch_size=batch_size, expost=expost)
     means = np.concatenate([np.asarray(model.encode(real_images[s:s + batch_size])[0])
                             for s in range(0, len(rows), batch_size)])
