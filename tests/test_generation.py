@@ -382,6 +382,15 @@ def test_baseline_and_realism_report_merge_into_metrics(model, tmp_path):
     assert read_json(run / "metrics.json")["generation"]["n_real"] == 48
 
 
+def test_realism_report_observes_decoded_images_as_expected_observations(model, tmp_path, monkeypatch):
+    _, run, _ = _tiny_run(tmp_path, model)
+    seen = []
+    observe = gen.observe_expected
+    monkeypatch.setattr(gen, "observe_expected", lambda images, *a, **k: seen.append(len(images)) or observe(images, *a, **k))
+    gen.realism_report(run, n=20, seed=0, baseline=False, write=False)
+    assert seen == [20, 20]  # the generated galaxies and the reconstructions
+
+
 def test_expost_sampler_of_a_run_in_the_report_and_generate_run(model, tmp_path):
     config, run, data = _tiny_run(tmp_path, model)
     untrained = build_vade(config.model, seed=1)
