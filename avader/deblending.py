@@ -329,7 +329,7 @@ class _BlendFit:
         params = [spec([None, d], f32), spec([None, 2], f32), spec([None], f32)]
         self.step = tf.function(self._step, input_signature=[
             params, [params, params], spec([None, self.h, self.w], f32), spec([None], f32), spec([None], f32),
-            spec([None], f32), spec([None], i32), spec([None], i32), spec([None, 3], f32), spec([None], f32),
+            spec([None], f32), spec([None], i32), spec([None], i32), spec([None, 3], f32),
             spec([], f32), spec([], f32), spec([3], f32)])
 
     def templates(self, z):
@@ -389,21 +389,20 @@ class _BlendFit:
         return loss, {"shapes": shapes, "flux": tf.gather_nd(flux, where), "background": background, "chi2": chi2,
                       "log_p": log_p}
 
-    def _step(self, params, moments, data, sigma, sky, fit_sky, blend, slot, source_info, frozen, t, scale, rates):
+    def _step(self, params, moments, data, sigma, sky, fit_sky, blend, slot, source_info, t, scale, rates):
         tf = self.tf
         with tf.GradientTape() as tape:
             tape.watch(params)
             loss, _ = self.evaluate(*params, data, sigma, sky, fit_sky, blend, slot, source_info)
             total = tf.reduce_sum(loss)
         grads = tape.gradient(total, params)
-        keep = 1.0 - tf.gather(frozen, blend)
         new_params, new_m, new_v = [], [], []
         for i, (p, g) in enumerate(zip(params, grads, strict=True)):
             g = tf.where(tf.math.is_finite(g), g, tf.zeros_like(g))
             m = 0.9 * moments[0][i] + 0.1 * g
             v = 0.999 * moments[1][i] + 0.001 * tf.square(g)
             update = rates[i] * scale * (m / (1.0 - 0.9**t)) / (tf.sqrt(v / (1.0 - 0.999**t)) + 1e-8)
-            new_params.append(p - update * tf.reshape(keep, [-1] + [1] * (len(p.shape) - 1)))
+            new_params.append(p - update)
             new_m.append(m)
             new_v.append(v)
         return new_params, [new_m, new_v], loss
@@ -413,37 +412,53 @@ def _optimise(fit: _BlendFit, params, data, sigma, sky, fit_sky, blend, slot, so
               patience: int, rates, frozen=None):
     """Adam on (z, centres, log zooms) with a cosine-decayed step; per-blend tolerance stopping.
 
+    Only the blends still being fitted are computed: whenever some stop (or are ``frozen`` from
+    the start, as in a refine pass that refits a few blends), the rest are packed into a smaller
+    batch. Each blend's loss depends only on its own parameters, so packing changes no result
+    beyond floating-point rounding, and a pass costs in proportion to the blends it still fits.
     Returns the final parameters and the steps each blend used (B,).
     """
     tf = fit.tf
-    params = [tf.constant(p, tf.float32) for p in params]
-    moments = [[tf.zeros_like(p) for p in params], [tf.zeros_like(p) for p in params]]
-    data, sigma, sky, fit_sky = (tf.constant(v, tf.float32) for v in (data, sigma, sky, fit_sky))
-    blend, slot = tf.constant(blend, tf.int32), tf.constant(slot, tf.int32)
-    source_info = tf.constant(source_info, tf.float32)
+    full = [np.array(p, np.float32) for p in params]
+    moments = [[np.zeros_like(p) for p in full], [np.zeros_like(p) for p in full]]
+    data, sigma, sky, fit_sky = (np.asarray(v, np.float32) for v in (data, sigma, sky, fit_sky))
+    blend, slot, source_info = np.asarray(blend, np.int32), np.asarray(slot, np.int32), np.asarray(source_info, np.float32)
     rates = tf.constant([rates["latent"], rates["position"], rates["zoom"]], tf.float32)
-    n_blends = int(data.shape[0])
-    previous = None
+    n_blends = len(data)
+    previous = np.full(n_blends, np.nan)
     calm = np.zeros(n_blends, np.int32)
     used = np.full(n_blends, steps, np.int64)
-    frozen = np.zeros(n_blends, np.float32) if frozen is None else np.asarray(frozen, np.float32).copy()
-    used[frozen > 0] = 0
-    for done in range(1, steps + 1):
-        scale = 0.1 + 0.45 * (1.0 + math.cos(math.pi * (done - 1) / max(steps, 1)))
-        params, moments, loss = fit.step(params, moments, data, sigma, sky, fit_sky, blend, slot, source_info,
-                                         tf.constant(frozen),
-                                         tf.constant(float(done)), tf.constant(scale, tf.float32), rates)
-        loss = loss.numpy()
-        if previous is not None:
-            change = np.abs(loss - previous) / (np.abs(loss) + 1.0)
-            calm = np.where(change < tol, calm + 1, 0)
-            newly = (calm >= patience) & (frozen == 0)
-            used[newly] = done
-            frozen[newly] = 1.0
-            if frozen.all():
+    frozen = np.zeros(n_blends, bool) if frozen is None else np.asarray(frozen) > 0
+    frozen |= np.bincount(blend, minlength=n_blends) == 0                   # no sources: nothing to fit
+    used[frozen] = 0
+    done = 0
+    while done < steps and not frozen.all():
+        fitting = np.flatnonzero(~frozen)                                   # the blends of this packed batch
+        sources = np.flatnonzero(~frozen[blend])
+        renumber = np.full(n_blends, -1, np.int32)
+        renumber[fitting] = np.arange(len(fitting), dtype=np.int32)
+        packed = [tf.constant(v) for v in (data[fitting], sigma[fitting], sky[fitting], fit_sky[fitting],
+                                           renumber[blend[sources]], slot[sources], source_info[sources])]
+        state = [tf.constant(p[sources]) for p in full]
+        moment_state = [[tf.constant(m[sources]) for m in ms] for ms in moments]
+        while done < steps:
+            done += 1
+            scale = 0.1 + 0.45 * (1.0 + math.cos(math.pi * (done - 1) / max(steps, 1)))
+            state, moment_state, loss = fit.step(state, moment_state, *packed, tf.constant(float(done)),
+                                                 tf.constant(scale, tf.float32), rates)
+            loss = loss.numpy().astype(np.float64)
+            change = np.abs(loss - previous[fitting]) / (np.abs(loss) + 1.0)
+            calm[fitting] = np.where(change < tol, calm[fitting] + 1, 0)      # NaN (first step) compares False
+            previous[fitting] = loss
+            newly = fitting[calm[fitting] >= patience]
+            if len(newly):
+                used[newly] = done
+                frozen[newly] = True
                 break
-        previous = loss
-    return params, used
+        for target, values in zip(full + moments[0] + moments[1], state + moment_state[0] + moment_state[1],
+                                  strict=True):
+            target[sources] = values.numpy()
+    return full, used
 
 
 def _as_centres(centres, n_blends: int):

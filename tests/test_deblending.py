@@ -170,12 +170,21 @@ def test_deblend_batches_independent_blends(analytic_model):
     one = _render(analytic_model, [[0.0, 0.0, 0.0]], [[12.0, 15.0]], [1.0], [30.0]).sum(0)
     two = _render(analytic_model, [[0.0, 0.0, 0.0]] * 2, [[10.0, 10.0], [22.0, 21.0]], [1.0, 0.7], [30.0, 15.0]).sum(0)
     blends = np.stack([one, two]) + np.random.default_rng(5).normal(0, 0.005, (2, SIZE, SIZE))
-    result = deblend(analytic_model, blends, noise_sigma=0.005, steps=30, batch_size=4)
+    result = deblend(analytic_model, blends, noise_sigma=0.005, steps=150, batch_size=4)
     assert list(result["n_sources"]) == [1, 2]
     assert result["sources"].shape == (2, 2, SIZE, SIZE)
     assert np.all(result["sources"][0, 1] == 0) and result["component"][0, 1] == -1
     assert result["flux"][1, 0] > result["flux"][1, 1] > 0
     np.testing.assert_allclose(result["flux"][:, 0], [30.0, 30.0], rtol=0.05)
+    # blends stop at different steps and the rest are packed into a smaller batch: each blend's fit
+    # is the one it gets alone
+    assert result["steps"][0] != result["steps"][1]
+    for b in range(2):
+        alone = deblend(analytic_model, blends[b], noise_sigma=0.005, steps=150)
+        m = result["n_sources"][b]
+        assert alone["steps"][0] == result["steps"][b] and alone["n_sources"][0] == m
+        np.testing.assert_allclose(alone["flux"][0, :m], result["flux"][b, :m], rtol=1e-4)
+        np.testing.assert_allclose(alone["latents"][0, :m], result["latents"][b, :m], atol=1e-4)
 
 
 def test_refinement_adds_a_missed_source_from_the_residual(analytic_model):
