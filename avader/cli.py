@@ -315,6 +315,9 @@ def _deblend_args(p):
                    help="score against the blend set's truth, with photutils and sep baselines (JSON and a figure)")
     p.add_argument("--n", type=int, help="benchmark: only the first N blends")
     p.add_argument("--steps", type=int, help="optimiser steps per blend (default: the run's analysis.deblend_steps)")
+    p.add_argument("--model-error", type=float, default=None,
+                   help="fractional error of the decoded templates, added to the pixel noise in the fit "
+                        "(default 0.3; 0: pixel noise alone); for the separation and the benchmark")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
 
@@ -325,16 +328,17 @@ def _deblend_args(p):
 def cmd_deblend(args):
     from .deblending import benchmark_run, deblend_run
 
+    options = None if args.model_error is None else {"model_error": args.model_error}
     if args.benchmark:
         results = benchmark_run(args.run, args.blends, out=args.out, n=args.n, steps=args.steps,
-                                overwrite=args.overwrite, progress=_progress(args))
+                                overwrite=args.overwrite, progress=_progress(args), deblend_options=options)
         path = results["path"]
         log.info("acceptance checks: %s", results.get("bar"))
     else:
         if args.out is None:
             raise AvaderError("--out: needed to write the separated sources")
         path = deblend_run(args.run, args.blends, args.out, steps=args.steps, overwrite=args.overwrite,
-                           progress=_progress(args))
+                           progress=_progress(args), **({} if options is None else options))
     print(path)
     return 0
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .deblending import FLUX_RATIO_BINS, SEPARATION_BINS, deblend, detect, estimate_noise
+from .deblending import DEFAULT_MODEL_ERROR, FLUX_RATIO_BINS, SEPARATION_BINS, deblend, detect, estimate_noise
 from .errors import AvaderError
 
 __all__ = [
@@ -285,7 +285,7 @@ def benchmark(model, blendset, methods=("avader", "photutils", "sep"), n: int | 
     separation = np.asarray(cat["separation_rhalf"], np.float64)[rows_idx]
     ratio = np.asarray(cat["flux_ratio"], np.float64)[rows_idx]
     fit_options = {"steps": steps, "tol": tol, "prior_weight": prior_weight, "batch_size": batch_size,
-                   "progress": progress, **(deblend_options or {})}
+                   "model_error": DEFAULT_MODEL_ERROR, "progress": progress, **(deblend_options or {})}
     if known and "psf_fwhm_pix" in cat.colnames:
         fit_options.setdefault("psf_fwhm", np.asarray(cat["psf_fwhm_pix"], np.float64)[rows_idx])
     columns = ("method", "blend", "source", "n_sources", "separation_rhalf", "flux_ratio", "matched", *_METRICS)
@@ -346,7 +346,7 @@ def _bar(ours: dict, theirs: dict) -> dict:
 
 
 def benchmark_run(run_dir, blends_file, out=None, n: int | None = None, steps: int | None = None,
-                  overwrite: bool = False, progress: bool = True) -> dict:
+                  overwrite: bool = False, progress: bool = True, deblend_options=None) -> dict:
     """Run :func:`benchmark` with a run's model on a blend set and store the results.
 
     Parameters
@@ -364,6 +364,8 @@ def benchmark_run(run_dir, blends_file, out=None, n: int | None = None, steps: i
     overwrite : bool
         Replace an existing results file.
     progress : bool
+    deblend_options : dict, optional
+        Further :func:`deblend` arguments (e.g. ``{"model_error": 0.0}``).
 
     Returns
     -------
@@ -379,7 +381,8 @@ def benchmark_run(run_dir, blends_file, out=None, n: int | None = None, steps: i
     if target.exists() and not overwrite:
         raise AvaderError(f"{target}: exists; pass overwrite=True (--overwrite) to replace it")
     steps = steps or run.load_config().analysis.deblend_steps
-    results = benchmark(load_run_model(run.path), GalaxySet.read(blends_file), n=n, steps=steps, progress=progress)
+    results = benchmark(load_run_model(run.path), GalaxySet.read(blends_file), n=n, steps=steps, progress=progress,
+                        deblend_options=deblend_options)
     results["blends_file"] = str(Path(blends_file).resolve())
     results["run"] = str(run.path)
     write_json_atomic(target, results, overwrite=True)

@@ -2,7 +2,7 @@
 
 The blend model (one blend, ``N`` sources, pixel coordinates ``x`` = column, ``y`` = row)::
 
-    blend(x, y) = b + sum_k a_k * S_k(x, y) + noise,     noise ~ N(0, sigma^2)
+    blend(x, y) = b + sum_k a_k * S_k(x, y) + noise,     noise ~ N(0, sigma^2 + (e * L(x, y))^2)
     S_k = G_k * warp(t_k; x_k, y_k, s_k), normalised to unit sum
     t_k = decode(z_k) - pedestal, clipped at 0
 
@@ -12,7 +12,11 @@ spans 3.84 R90); :func:`warp` zooms it by ``s_k`` about the stamp centre and mov
 gradients in the positions, zooms and latents); ``G_k`` is a Gaussian blur that restores the
 blend's PSF in shrunk templates (``s_k < 1`` shrinks the template's PSF too; only with
 ``psf_fwhm``). ``a_k`` is the source's flux inside the stamp (stored units), ``b`` the sky, known
-or fitted. For given shapes the fluxes (and the sky) are the linear least-squares solution
+or fitted. ``e`` (``model_error``, default 0.3) is the templates' fractional error and ``L`` the
+blend's light above the sky: with pixel noise alone a galaxy observed at high S/N is fitted to its
+core, where the decoder is least exact, and a template that misses the core shrinks to fit it and
+hands its wings to the neighbours; the error term weighs the core's pixels down to the templates'
+accuracy. For given shapes the fluxes (and the sky) are the linear least-squares solution
 (solved in every step and differentiated through, so the optimiser only moves shapes); the
 latents, centres and log zooms minimise, by Adam with a cosine-decayed step and a tolerance on
 the relative loss change,
@@ -24,8 +28,9 @@ with ``p_mixture`` the model's learned Gaussian mixture and a log-normal prior o
 Centres come from detection (:func:`detect`, photutils segmentation + deblending) unless given;
 the latents start from the encoding of a cutout around each detection (other segments masked,
 zoomed to the model scale), the zooms from the segment sizes relative to the brightest source.
-Then significant sources in the residual are added and the blend refitted where they halve its
-chi^2 (``refine``, ``refine_gain``: pairs closer than detection separates);
+Then sources significant in the residual (against the noise and the error of the light already
+modelled) are added and the blend refitted (``refine``, ``refine_gain``: pairs closer than
+detection separates);
 detected sources fainter than ``min_flux_ratio`` of the brightest are folded into their host.
 Fluxes are by default the model-weighted shares of the blend's light above the sky
 (``photometry="data"``, flux-conserving), source images the fitted models scaled to them.
@@ -72,6 +77,7 @@ SEPARATION_BINS = (0.0, 1.0, 2.0, 3.0, math.inf)  # units of the brighter galaxy
 FLUX_RATIO_BINS = (0.0, 0.3, 0.6, 1.0 + 1e-9)     # faint / bright flux
 _BORDER = 4  # pixels of the image frame used for background and noise estimates
 _SHARE_FLOOR = 0.01  # data photometry ignores pixels where all models are below this many sigma
+DEFAULT_MODEL_ERROR = 0.3  # fractional template error added to the pixel noise (deblend's model_error)
 
 
 # --------------------------------------------------------------------------- geometry
@@ -310,7 +316,7 @@ def _initial_state(model, blends, centres_list, background, detections):
 class _BlendFit:
     """The differentiable model of a batch of blends; sources are packed (S of them over B blends)."""
 
-    def __init__(self, model, shape, prior_weight: float, allowed_components=None):
+    def __init__(self, model, shape, prior_weight: float, allowed_components=None, model_error: float = 0.0):
         import tensorflow as tf
 
         self.tf = tf
@@ -318,6 +324,7 @@ class _BlendFit:
         self.prior = model.prior
         self.h, self.w = shape
         self.prior_weight = float(prior_weight)
+        self.model_error = float(model_error)
         k = model.prior.n_components
         mask = np.zeros(k, np.float32) if allowed_components is None else np.full(k, -1e9, np.float32)
         if allowed_components is not None:
@@ -348,6 +355,14 @@ class _BlendFit:
                            axis=1)
         return tf.nn.relu(stamps - tf.reduce_min(corners, axis=1)[:, None, None])
 
+    def pixel_weights(self, flat, sigma, sky):
+        """sigma^2 / (sigma^2 + (model_error * light)^2) per pixel, light = the blend above the sky."""
+        tf = self.tf
+        if not self.model_error:
+            return tf.ones_like(flat)
+        light = self.model_error * tf.nn.relu(flat - sky[:, None])
+        return tf.square(sigma)[:, None] / (tf.square(sigma)[:, None] + tf.square(light))
+
     def evaluate(self, z, xy, log_zoom, data, sigma, sky, fit_sky, blend, slot, source_info):
         """Per-blend loss (B,) and its parts: unit-flux shapes (S, P), fluxes (S,), background, chi2 (B,).
 
@@ -371,16 +386,18 @@ class _BlendFit:
         active = tf.scatter_nd(where, tf.ones_like(log_zoom), tf.stack([n_blends, n_slots]))
         flat_sky = tf.ones([n_blends, 1, n_pix]) * fit_sky[:, None, None]
         columns = tf.concat([dense, flat_sky], axis=1)                                    # (B, N + 1, P)
-        norms = tf.sqrt(tf.reduce_sum(tf.square(columns), axis=-1)) + 1e-12
+        flat = tf.reshape(data, [n_blends, n_pix])
+        weight = self.pixel_weights(flat, sigma, sky)                                  # (B, P), 1 at model_error 0
+        norms = tf.sqrt(tf.reduce_sum(tf.square(columns) * weight[:, None], axis=-1)) + 1e-12
         unit = columns / norms[..., None]
         inactive = tf.concat([1.0 - active, 1.0 - fit_sky[:, None]], axis=1)
-        gram = tf.matmul(unit, unit, transpose_b=True) + tf.linalg.diag(inactive + 1e-6)
-        flat = tf.reshape(data, [n_blends, n_pix])
-        solution = tf.linalg.solve(gram, tf.matmul(unit, (flat - sky[:, None])[..., None]))[..., 0] / norms
+        gram = tf.matmul(unit * weight[:, None], unit, transpose_b=True) + tf.linalg.diag(inactive + 1e-6)
+        rhs = tf.matmul(unit * weight[:, None], (flat - sky[:, None])[..., None])
+        solution = tf.linalg.solve(gram, rhs)[..., 0] / norms
         flux = tf.nn.relu(solution[:, :-1]) * active
         background = sky + solution[:, -1] * fit_sky
         model = tf.einsum("bn,bnp->bp", flux, dense) + background[:, None]
-        chi2 = tf.reduce_sum(tf.square(model - flat), axis=-1) / tf.square(sigma)
+        chi2 = tf.reduce_sum(weight * tf.square(model - flat), axis=-1) / tf.square(sigma)
         log_p = self.prior.log_prob_components(z) + self.component_mask
         log_prior = tf.math.unsorted_segment_sum(tf.reduce_logsumexp(log_p, axis=-1), blend, n_blends)
         zoom_term = tf.math.unsorted_segment_sum(
@@ -497,10 +514,10 @@ def _data_shares(data, sky, shapes, flux, blend, sigma):
 
 def deblend(model, blends, centres=None, noise_sigma=None, background=None, psf_fwhm=None, steps: int = 150,
             tol: float = 1e-4,
-            patience: int = 10, prior_weight: float = 1.0, zoom_widths=(0.1, 0.5), refine: int = 1, refine_gain: float = 0.5,
+            patience: int = 10, prior_weight: float = 1.0, zoom_widths=(0.1, 0.5), refine: int = 1, refine_gain: float = 0.0,
             photometry: str = "data", images: str = "model", min_flux_ratio: float = 0.05,
             batch_size: int = 32, max_sources: int = 4, allowed_components=None, learning_rates=None,
-            detection=None, progress: bool = False) -> dict:
+            detection=None, model_error: float = DEFAULT_MODEL_ERROR, progress: bool = False) -> dict:
     """Separate blended galaxies by fitting decoded galaxies to each blend (see the module notes).
 
     Parameters
@@ -535,12 +552,12 @@ def deblend(model, blends, centres=None, noise_sigma=None, background=None, psf_
         within one half-light radius), add them and refit that blend; 0 = detection only.
     refine_gain : float
         Keep a refine pass's added sources in a blend only if they lower its chi^2 by at least this
-        fraction (0: always keep); otherwise the blend returns to its fit before the pass. With the
-        quick profile's decoder most residual sources are template mismatches (knots, disk ends):
-        kept unconditionally they cost the wider blends flux accuracy; the default 0.5 keeps the
-        pairs that detection merged (brighter galaxy's median |dF/F| below 2 half-light radii
-        0.173 -> 0.152 on 200 blends, 0.190 -> 0.166 on another 100) at a lower detection
-        precision (0.84 -> 0.77) and about 1 s per blend instead of 0.4.
+        fraction (0: always keep); otherwise the blend returns to its fit before the pass. With
+        pixel noise alone (``model_error=0``) most residual sources of the quick profile's decoder
+        are template mismatches (knots, disk ends), and 0.5 kept the pairs that detection merged
+        without the wide blends' loss; with ``model_error`` the residual is judged against the
+        template error too, so those mismatches are rarely significant and every added source is
+        kept (default 0; see ``benchmarks/experiments/README.md``, session 6).
     photometry : {"data", "model"}
         ``"data"``: each source's flux is its model-weighted share of the blend's light above the
         sky (conserves the blend's flux, robust to template errors); ``"model"``: the least-squares
@@ -565,6 +582,12 @@ def deblend(model, blends, centres=None, noise_sigma=None, background=None, psf_
     detection : dict, optional
         Further :func:`detect` arguments (``smooth_fwhm``, ``contrast``, ``nsigma``, ...) for the
         detection of centres (when ``centres`` are not given) and of residual sources.
+    model_error : float
+        Fractional error of the decoded templates, added to the pixel noise: a pixel holding light
+        ``L`` above the sky has variance ``sigma^2 + (model_error L)^2`` in the fit (fluxes, chi^2),
+        and the refine pass looks for residual sources against ``sigma^2 + (model_error M)^2``
+        with ``M`` the fitted model (light not yet modelled keeps its full significance).
+        0: pixel noise alone.
     progress : bool
         Show a tqdm bar over batches.
 
@@ -601,7 +624,9 @@ def deblend(model, blends, centres=None, noise_sigma=None, background=None, psf_
     detections = [detect(blends[b], sigma[b], sky[b], max_sources=max_sources, **detection) for b in range(n)]
     centres_list = [c[:max_sources] for c in (given if given is not None else [d["centres"] for d in detections])]
     rates = {"latent": 0.05, "position": 0.05, "zoom": 0.02, **(learning_rates or {})}
-    fit = _BlendFit(model, (size, size), prior_weight, allowed_components)
+    if not (np.isfinite(model_error) and model_error >= 0):
+        raise AvaderError(f"model_error: must be a number >= 0, got {model_error!r}")
+    fit = _BlendFit(model, (size, size), prior_weight, allowed_components, model_error)
     results = []
     for start in tqdm(range(0, n, batch_size), disable=not progress, desc="deblend", unit="batch"):
         rows = np.arange(start, min(start + batch_size, n))
@@ -710,6 +735,9 @@ def _fit_batch(fit, model, blends, sigma, sky, fit_sky, centres_list, detections
         model_images = np.zeros((n, size * size))
         np.add.at(model_images, blend, parts["shapes"].numpy() * parts["flux"].numpy()[:, None])
         residual = blends - model_images.reshape(n, size, size) - parts["background"].numpy()[:, None, None]
+        if fit.model_error:  # significance against the noise and the error of the light already modelled
+            error = fit.model_error * model_images.reshape(n, size, size)
+            residual = residual * (sigma[:, None, None] / np.sqrt(sigma[:, None, None] ** 2 + error**2))
         todo[:] = 0.0
         new_centres, segmentations = list(centres_list), [d["segmentation"].copy() for d in detections]
         for b in range(n):
@@ -858,7 +886,7 @@ def remove_companion(model, images, companion_components, min_responsibility: fl
 # --------------------------------------------------------------------------- files
 def deblend_run(run_dir, blends_file, out, steps: int | None = None, tol: float = 1e-4, prior_weight: float = 1.0,
                 use_catalog_centres: bool = False, max_sources: int = 4, batch_size: int = 32, chunk: int = 256,
-                overwrite: bool = False, progress: bool = True) -> Path:
+                model_error: float = DEFAULT_MODEL_ERROR, overwrite: bool = False, progress: bool = True) -> Path:
     """Deblend every image of a GalaxySet with a run's model and write the separated sources.
 
     The output GalaxySet (float32) holds ``IMAGES``: the input blends; ``SOURCES`` (n, max_sources,
@@ -881,6 +909,8 @@ def deblend_run(run_dir, blends_file, out, steps: int | None = None, tol: float 
         Default: the run's ``analysis.deblend_steps``.
     use_catalog_centres : bool
         Start from the catalogue's ``x_k``, ``y_k`` instead of detecting sources.
+    model_error : float
+        Fractional template error of the fit (:func:`deblend`); stored in the header (``MODELERR``).
     chunk : int
         Blends per processing chunk (memory flat in n).
 
@@ -905,7 +935,8 @@ def deblend_run(run_dir, blends_file, out, steps: int | None = None, tol: float 
     if use_catalog_centres and "x_0" not in cat.colnames:
         raise AvaderError(f"{blends_file}: no x_0/y_0 columns for use_catalog_centres")
     meta = {"SOURCE": "deblend", "RECIPE": "avader.deblending", "RUN": str(run.path), "BLENDS": Path(blends_file).name,
-            "STEPS": int(steps), "PRIORW": float(prior_weight), "NSRCMAX": int(max_sources)}
+            "STEPS": int(steps), "PRIORW": float(prior_weight), "NSRCMAX": int(max_sources),
+            "MODELERR": float(model_error)}
     columns = {"id": np.asarray(cat["id"]), "n_fit": np.zeros(n, np.int64)}
     for k in range(max_sources):
         columns.update({f"flux_{k}": np.zeros(n), f"x_{k}": np.full(n, np.nan), f"y_{k}": np.full(n, np.nan),
@@ -927,7 +958,7 @@ def deblend_run(run_dir, blends_file, out, steps: int | None = None, tol: float 
                            for r in rows]
             result = deblend(model, blends, centres=centres, steps=steps, tol=tol, **known,
                              prior_weight=prior_weight, batch_size=batch_size, max_sources=max_sources,
-                             progress=progress)
+                             model_error=model_error, progress=progress)
             slots = result["sources"].shape[1]
             sources = np.zeros((len(rows), max_sources, h, w), np.float32)
             sources[:, :slots] = result["sources"][:, :max_sources]

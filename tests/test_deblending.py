@@ -193,7 +193,10 @@ def test_refinement_adds_a_missed_source_from_the_residual(analytic_model):
     xy = np.array([[12.0, 13.0], [21.0, 20.0]])
     blend = _render(analytic_model, [[0.2, 0.0, 0.0], [0.0, 0.0, 0.0]], xy, [1.0, 0.8], [40.0, 25.0]).sum(0)
     blend = blend + np.random.default_rng(7).normal(0, 0.005, (SIZE, SIZE))
-    kwargs = {"centres": [xy[:1]], "noise_sigma": 0.005, "background": 0.0, "steps": 100}
+    with_error = deblend(analytic_model, blend, centres=[xy[:1]], noise_sigma=0.005, background=0.0, steps=100)
+    assert with_error["n_sources"][0] == 2  # the default model_error: the missed source is still significant
+    np.testing.assert_allclose(with_error["flux"][0], [40.0, 25.0], rtol=0.05)
+    kwargs = {"centres": [xy[:1]], "noise_sigma": 0.005, "background": 0.0, "steps": 100, "model_error": 0.0}
     once = deblend(analytic_model, blend, refine=0, **kwargs)
     assert once["n_sources"][0] == 1 and once["chi2"][0] > 5.0
     refined = deblend(analytic_model, blend, refine=1, **kwargs)
@@ -223,6 +226,25 @@ def test_model_and_data_photometry_agree_on_a_clean_blend(analytic_model):
     np.testing.assert_allclose(data["sources"][0].sum(axis=(1, 2)), data["flux"][0], rtol=1e-4)
     with pytest.raises(AvaderError, match="photometry"):
         deblend(analytic_model, blend, photometry="aperture")
+
+
+def test_model_error_keeps_a_template_mismatch_from_moving_light_between_sources(analytic_model):
+    from avader.deblending import deblend
+
+    xy = np.array([[12.0, 13.0], [22.5, 21.0]])
+    sources = _render(analytic_model, [[0.3, 0.4, 0.0], [0.0, -0.3, 0.2]], xy, [1.0, 0.8], [40.0, 12.0])
+    spike = _blobs([(12.0, 13.0)], [20.0], sigma=0.7)[0]  # a sharp core that no template can draw
+    truth = np.array([40.0 + spike.sum(), 12.0])
+    blend = sources.sum(0) + spike + np.random.default_rng(3).normal(0, 0.002, (SIZE, SIZE))
+    kwargs = {"centres": [xy], "noise_sigma": 0.002, "background": 0.0, "steps": 150, "refine": 0}
+    plain = deblend(analytic_model, blend, model_error=0.0, **kwargs)
+    # pixel noise alone: the brighter source shrinks to fit the core and its wings go to the companion
+    assert plain["flux"][0, 0] < 0.8 * truth[0] and plain["flux"][0, 1] > 1.15 * truth[1]
+    robust = deblend(analytic_model, blend, model_error=0.3, **kwargs)
+    np.testing.assert_allclose(robust["flux"][0], truth, rtol=0.01)
+    assert robust["zoom"][0, 0] == pytest.approx(1.0, abs=0.02)
+    with pytest.raises(AvaderError, match="model_error"):
+        deblend(analytic_model, blend, model_error=-0.1, **kwargs)
 
 
 def test_deblend_handles_an_empty_image_and_data_images(analytic_model):
