@@ -364,6 +364,22 @@ def test_deblend_run_writes_sources(analytic_model, blend_set, tmp_path):
     assert {"flux_0", "x_2", "component_1", "n_fit", "chi2"} <= set(result.catalog.colnames)
     with pytest.raises(AvaderError, match="exists"):
         deblend_run(run, blends, out, steps=3, progress=False)
+    assert result.meta["MODELERR"] == pytest.approx(0.3)  # the default template error, recorded
+
+
+def test_deblend_cli_passes_the_model_error(analytic_model, blend_set, tmp_path):
+    from avader.cli import main
+    from avader.data import GalaxySet
+
+    run = tmp_path / "run"
+    run.mkdir()
+    analytic_model.save(run / "model.keras")
+    blend_set.write(tmp_path / "blends.fits")
+    args = ["deblend", "--run", str(run), "--blends", str(tmp_path / "blends.fits"), "--steps", "3"]
+    assert main(args + ["--out", str(tmp_path / "plain.fits"), "--model-error", "0"]) == 0
+    assert GalaxySet.read(tmp_path / "plain.fits").meta["MODELERR"] == 0.0
+    assert main(args + ["--benchmark", "--n", "2", "--out", str(tmp_path / "b.json"), "--model-error", "0.1"]) == 0
+    assert json.loads((tmp_path / "b.json").read_text())["settings"]["model_error"] == 0.1
 
 
 def test_load_image_png_and_fits(tmp_path):
