@@ -557,7 +557,8 @@ def deblend(model, blends, centres=None, noise_sigma=None, background=None, psf_
         are template mismatches (knots, disk ends), and 0.5 kept the pairs that detection merged
         without the wide blends' loss; with ``model_error`` the residual is judged against the
         template error too, so those mismatches are rarely significant and every added source is
-        kept (default 0; see ``benchmarks/experiments/README.md``, session 6).
+        kept (default 0; with ``model_error=0`` pass 0.5 for the behaviour before session 6; see
+        ``benchmarks/experiments/README.md``, session 6).
     photometry : {"data", "model"}
         ``"data"``: each source's flux is its model-weighted share of the blend's light above the
         sky (conserves the blend's flux, robust to template errors); ``"model"``: the least-squares
@@ -581,7 +582,8 @@ def deblend(model, blends, centres=None, noise_sigma=None, background=None, psf_
         Adam steps ``{"latent": 0.05, "position": 0.05, "zoom": 0.02}`` (latent units, pixels, log zoom).
     detection : dict, optional
         Further :func:`detect` arguments (``smooth_fwhm``, ``contrast``, ``nsigma``, ...) for the
-        detection of centres (when ``centres`` are not given) and of residual sources.
+        detection of centres (when ``centres`` are not given); the refine pass's residual
+        detection uses :func:`detect`'s defaults at 3 sigma.
     model_error : float
         Fractional error of the decoded templates, added to the pixel noise: a pixel holding light
         ``L`` above the sky has variance ``sigma^2 + (model_error L)^2`` in the fit (fluxes, chi^2),
