@@ -328,7 +328,7 @@ def _deblend_args(p):
 def cmd_deblend(args):
     from .deblending import benchmark_run, deblend_run
 
-    options = None if args.model_error is None else {"model_error": args.model_error}
+    options = {} if args.model_error is None else {"model_error": args.model_error}
     if args.benchmark:
         results = benchmark_run(args.run, args.blends, out=args.out, n=args.n, steps=args.steps,
                                 overwrite=args.overwrite, progress=_progress(args), deblend_options=options)
@@ -338,7 +338,7 @@ def cmd_deblend(args):
         if args.out is None:
             raise AvaderError("--out: needed to write the separated sources")
         path = deblend_run(args.run, args.blends, args.out, steps=args.steps, overwrite=args.overwrite,
-                           progress=_progress(args), **({} if options is None else options))
+                           progress=_progress(args), **options)
     print(path)
     return 0
 
