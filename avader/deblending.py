@@ -626,7 +626,7 @@ def deblend(model, blends, centres=None, noise_sigma=None, background=None, psf_
     detections = [detect(blends[b], sigma[b], sky[b], max_sources=max_sources, **detection) for b in range(n)]
     centres_list = [c[:max_sources] for c in (given if given is not None else [d["centres"] for d in detections])]
     rates = {"latent": 0.05, "position": 0.05, "zoom": 0.02, **(learning_rates or {})}
-    if not (np.isfinite(model_error) and model_error >= 0):
+    if not (isinstance(model_error, (int, float, np.number)) and np.isfinite(model_error) and model_error >= 0):
         raise AvaderError(f"model_error: must be a number >= 0, got {model_error!r}")
     fit = _BlendFit(model, (size, size), prior_weight, allowed_components, model_error)
     results = []

@@ -248,8 +248,9 @@ def test_model_error_keeps_a_template_mismatch_from_moving_light_between_sources
     robust = deblend(analytic_model, blend, model_error=0.3, **kwargs)
     np.testing.assert_allclose(robust["flux"][0], truth, rtol=0.01)
     assert robust["zoom"][0, 0] == pytest.approx(1.0, abs=0.02)
-    with pytest.raises(AvaderError, match="model_error"):
-        deblend(analytic_model, blend, model_error=-0.1, **kwargs)
+    for bad in (-0.1, float("nan"), "0.3"):
+        with pytest.raises(AvaderError, match="model_error: must be a number >= 0"):
+            deblend(analytic_model, blend, model_error=bad, **kwargs)
 
 
 def test_deblend_handles_an_empty_image_and_data_images(analytic_model):
