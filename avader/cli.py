@@ -318,6 +318,9 @@ def _deblend_args(p):
     p.add_argument("--model-error", type=float, default=None,
                    help="fractional error of the decoded templates, added to the pixel noise in the fit "
                         "(default 0.3; 0: pixel noise alone); for the separation and the benchmark")
+    p.add_argument("--symmetry", type=float, default=None,
+                   help="sigma of the refine pass's search for light breaking the main galaxy's symmetry "
+                        "(default 8; 0: off)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
 
@@ -328,7 +331,8 @@ def _deblend_args(p):
 def cmd_deblend(args):
     from .deblending import benchmark_run, deblend_run
 
-    options = {} if args.model_error is None else {"model_error": args.model_error}
+    options = {key: value for key, value in (("model_error", args.model_error), ("symmetry", args.symmetry))
+               if value is not None}
     if args.benchmark:
         results = benchmark_run(args.run, args.blends, out=args.out, n=args.n, steps=args.steps,
                                 overwrite=args.overwrite, progress=_progress(args), deblend_options=options)

@@ -17,7 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .deblending import DEFAULT_MODEL_ERROR, FLUX_RATIO_BINS, SEPARATION_BINS, deblend, detect, estimate_noise
+from .deblending import (
+    DEFAULT_MODEL_ERROR,
+    DEFAULT_SYMMETRY,
+    FLUX_RATIO_BINS,
+    SEPARATION_BINS,
+    deblend,
+    detect,
+    estimate_noise,
+)
 from .errors import AvaderError
 
 __all__ = [
@@ -285,7 +293,8 @@ def benchmark(model, blendset, methods=("avader", "photutils", "sep"), n: int | 
     separation = np.asarray(cat["separation_rhalf"], np.float64)[rows_idx]
     ratio = np.asarray(cat["flux_ratio"], np.float64)[rows_idx]
     fit_options = {"steps": steps, "tol": tol, "prior_weight": prior_weight, "batch_size": batch_size,
-                   "model_error": DEFAULT_MODEL_ERROR, "progress": progress, **(deblend_options or {})}
+                   "model_error": DEFAULT_MODEL_ERROR, "symmetry": DEFAULT_SYMMETRY,
+                   "progress": progress, **(deblend_options or {})}
     if known and "psf_fwhm_pix" in cat.colnames:
         fit_options.setdefault("psf_fwhm", np.asarray(cat["psf_fwhm_pix"], np.float64)[rows_idx])
     columns = ("method", "blend", "source", "n_sources", "separation_rhalf", "flux_ratio", "matched", *_METRICS)

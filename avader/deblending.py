@@ -30,7 +30,9 @@ the latents start from the encoding of a cutout around each detection (other seg
 zoomed to the model scale), the zooms from the segment sizes relative to the brightest source.
 Then sources significant in the residual (against the noise and the error of the light already
 modelled) are added and the blend refitted (``refine``, ``refine_gain``: pairs closer than
-detection separates);
+detection separates); where the residual is clean, light that breaks the brightest galaxy's
+180-degree symmetry is searched too (``symmetry``: companions that the decoder draws into the
+galaxy's template);
 detected sources fainter than ``min_flux_ratio`` of the brightest are folded into their host.
 Fluxes are by default the model-weighted shares of the blend's light above the sky
 (``photometry="data"``, flux-conserving), source images the fitted models scaled to them.
@@ -78,6 +80,7 @@ FLUX_RATIO_BINS = (0.0, 0.3, 0.6, 1.0 + 1e-9)     # faint / bright flux
 _BORDER = 4  # pixels of the image frame used for background and noise estimates
 _SHARE_FLOOR = 0.01  # data photometry ignores pixels where all models are below this many sigma
 DEFAULT_MODEL_ERROR = 0.3  # fractional template error added to the pixel noise (deblend's model_error)
+DEFAULT_SYMMETRY = 8.0  # sigma of the refine pass's search for light breaking the main galaxy's symmetry
 
 
 # --------------------------------------------------------------------------- geometry
@@ -499,6 +502,29 @@ def _residual_sources(residual, sigma, centres, nsigma, min_distance: float = 3.
     return found["centres"][keep], np.isin(found["segmentation"], np.asarray(keep) + 1) * found["segmentation"]
 
 
+def _asymmetric_sources(light, centre, sigma, model_error: float, centres, nsigma: float, min_distance: float = 3.0):
+    """Sources in the light that breaks the 180-degree symmetry of a galaxy about ``centre``.
+
+    A companion on a galaxy's wing raises no peak of its own (detection merges it) and a decoder
+    trained on fields with companions draws it into the galaxy's template (the residual is
+    clean), but it is not matched by the light at its mirror point: ``light - rotated`` (the
+    SDSS deblender's symmetric-template idea), whitened by the noise of the difference and the
+    template error of the mirrored light, is searched like the residual. Pixels whose mirror
+    falls outside the stamp are left out.
+    """
+    from scipy.ndimage import map_coordinates
+
+    h, w = light.shape
+    rows, cols = np.indices((h, w), dtype=np.float64)
+    my, mx = 2.0 * centre[1] - rows, 2.0 * centre[0] - cols
+    inside = (mx >= 0) & (mx <= w - 1) & (my >= 0) & (my <= h - 1)
+    rotated = map_coordinates(light, [my, mx], order=1, mode="nearest")
+    noise = math.sqrt(2.0) * sigma
+    excess = np.where(inside, light - rotated, 0.0)
+    whitened = excess * noise / np.sqrt(noise**2 + (model_error * np.clip(rotated, 0.0, None)) ** 2)
+    return _residual_sources(whitened, noise, centres, nsigma, min_distance)
+
+
 def _data_shares(data, sky, shapes, flux, blend, sigma):
     """Each source's share of the blend's light above the sky, in proportion to the models: (S, P).
 
@@ -517,7 +543,8 @@ def deblend(model, blends, centres=None, noise_sigma=None, background=None, psf_
             patience: int = 10, prior_weight: float = 1.0, zoom_widths=(0.1, 0.5), refine: int = 1, refine_gain: float = 0.0,
             photometry: str = "data", images: str = "model", min_flux_ratio: float = 0.05,
             batch_size: int = 32, max_sources: int = 4, allowed_components=None, learning_rates=None,
-            detection=None, model_error: float = DEFAULT_MODEL_ERROR, progress: bool = False) -> dict:
+            detection=None, model_error: float = DEFAULT_MODEL_ERROR, symmetry: float = DEFAULT_SYMMETRY,
+            progress: bool = False) -> dict:
     """Separate blended galaxies by fitting decoded galaxies to each blend (see the module notes).
 
     Parameters
@@ -590,6 +617,15 @@ def deblend(model, blends, centres=None, noise_sigma=None, background=None, psf_
         and the refine pass looks for residual sources against ``sigma^2 + (model_error M)^2``
         with ``M`` the fitted model (light not yet modelled keeps its full significance).
         0: pixel noise alone.
+    symmetry : float
+        Where a refine pass finds nothing in a blend's residual, it also looks for sources in the
+        light that breaks the 180-degree symmetry of the brightest source about its fitted centre
+        (the blend minus the other sources' models, minus its rotation), at this many sigma
+        against the noise of the difference and ``model_error`` times the rotated light. A faint
+        companion on a galaxy's wing raises no peak (detection merges it), and a decoder trained
+        on fields with companions draws it into the galaxy's template, so the residual is clean;
+        the asymmetry still shows it. 0: off. The default 8 was chosen on the quick profile's
+        blends (5 and 12 did worse; ``benchmarks/experiments/README.md``, session 7).
     progress : bool
         Show a tqdm bar over batches.
 
@@ -628,6 +664,8 @@ def deblend(model, blends, centres=None, noise_sigma=None, background=None, psf_
     rates = {"latent": 0.05, "position": 0.05, "zoom": 0.02, **(learning_rates or {})}
     if not (isinstance(model_error, (int, float, np.number)) and np.isfinite(model_error) and model_error >= 0):
         raise AvaderError(f"model_error: must be a number >= 0, got {model_error!r}")
+    if not (isinstance(symmetry, (int, float, np.number)) and np.isfinite(symmetry) and symmetry >= 0):
+        raise AvaderError(f"symmetry: must be a number >= 0 (sigma; 0 = off), got {symmetry!r}")
     fit = _BlendFit(model, (size, size), prior_weight, allowed_components, model_error)
     results = []
     for start in tqdm(range(0, n, batch_size), disable=not progress, desc="deblend", unit="batch"):
@@ -635,7 +673,8 @@ def deblend(model, blends, centres=None, noise_sigma=None, background=None, psf_
         results.append(_fit_batch(fit, model, blends[rows], sigma[rows], sky[rows], fit_sky[rows],
                                   [centres_list[r] for r in rows], [detections[r] for r in rows],
                                   steps, tol, patience, rates, refine, max_sources, photometry, images,
-                                  zoom_widths, min_flux_ratio, psf_sigma[rows], given is not None, refine_gain)
+                                  zoom_widths, min_flux_ratio, psf_sigma[rows], given is not None, refine_gain,
+                                  symmetry)
                        + (rows,))
     n_slots = max([1] + [int(r[0]["slot"].max()) + 1 for r in results if len(r[0]["slot"])])
     out = {"sources": np.zeros((n, n_slots, size, size), np.float32), "flux": np.zeros((n, n_slots)),
@@ -697,7 +736,8 @@ def _revert(params, blend, slot, source_info, before, revert):
 
 
 def _fit_batch(fit, model, blends, sigma, sky, fit_sky, centres_list, detections, steps, tol, patience, rates,
-               refine, max_sources, photometry, images, zoom_widths, min_flux_ratio, psf_sigma, given, refine_gain=0.0):
+               refine, max_sources, photometry, images, zoom_widths, min_flux_ratio, psf_sigma, given, refine_gain=0.0,
+               symmetry=0.0):
     """Fit one batch: detect-initialise, optimise, then ``refine`` residual passes (each kept for a
     blend only where it lowers chi^2 by ``refine_gain``)."""
     tf = fit.tf
@@ -748,6 +788,14 @@ def _fit_batch(fit, model, blends, sigma, sky, fit_sky, centres_list, detections
             if room <= 0:
                 continue
             extra, extra_seg = _residual_sources(residual[b], sigma[b], have, nsigma=3.0)
+            if symmetry and not len(extra) and len(have):
+                mine = np.flatnonzero(blend == b)
+                main = mine[np.argmax(parts["flux"].numpy()[mine])]
+                others = mine[mine != main]
+                light = (blends[b] - parts["background"].numpy()[b]
+                         - (parts["shapes"].numpy()[others] * parts["flux"].numpy()[others, None]).sum(0).reshape(size, size))
+                extra, extra_seg = _asymmetric_sources(light, np.asarray(params[1])[main], sigma[b],
+                                                       fit.model_error, have, nsigma=symmetry)
             if len(extra):
                 extra = extra[:room]
                 new_centres[b] = np.vstack([have, extra])
@@ -888,7 +936,8 @@ def remove_companion(model, images, companion_components, min_responsibility: fl
 # --------------------------------------------------------------------------- files
 def deblend_run(run_dir, blends_file, out, steps: int | None = None, tol: float = 1e-4, prior_weight: float = 1.0,
                 use_catalog_centres: bool = False, max_sources: int = 4, batch_size: int = 32, chunk: int = 256,
-                model_error: float = DEFAULT_MODEL_ERROR, overwrite: bool = False, progress: bool = True) -> Path:
+                model_error: float = DEFAULT_MODEL_ERROR, symmetry: float = DEFAULT_SYMMETRY,
+                overwrite: bool = False, progress: bool = True) -> Path:
     """Deblend every image of a GalaxySet with a run's model and write the separated sources.
 
     The output GalaxySet (float32) holds ``IMAGES``: the input blends; ``SOURCES`` (n, max_sources,
@@ -913,6 +962,8 @@ def deblend_run(run_dir, blends_file, out, steps: int | None = None, tol: float 
         Start from the catalogue's ``x_k``, ``y_k`` instead of detecting sources.
     model_error : float
         Fractional template error of the fit (:func:`deblend`); stored in the header (``MODELERR``).
+    symmetry : float
+        Sigma of the asymmetry search of the refine pass (:func:`deblend`); header ``SYMMSIG``.
     chunk : int
         Blends per processing chunk (memory flat in n).
 
@@ -938,7 +989,7 @@ def deblend_run(run_dir, blends_file, out, steps: int | None = None, tol: float 
         raise AvaderError(f"{blends_file}: no x_0/y_0 columns for use_catalog_centres")
     meta = {"SOURCE": "deblend", "RECIPE": "avader.deblending", "RUN": str(run.path), "BLENDS": Path(blends_file).name,
             "STEPS": int(steps), "PRIORW": float(prior_weight), "NSRCMAX": int(max_sources),
-            "MODELERR": float(model_error)}
+            "MODELERR": float(model_error), "SYMMSIG": float(symmetry)}
     columns = {"id": np.asarray(cat["id"]), "n_fit": np.zeros(n, np.int64)}
     for k in range(max_sources):
         columns.update({f"flux_{k}": np.zeros(n), f"x_{k}": np.full(n, np.nan), f"y_{k}": np.full(n, np.nan),
@@ -960,7 +1011,7 @@ def deblend_run(run_dir, blends_file, out, steps: int | None = None, tol: float 
                            for r in rows]
             result = deblend(model, blends, centres=centres, steps=steps, tol=tol, **known,
                              prior_weight=prior_weight, batch_size=batch_size, max_sources=max_sources,
-                             model_error=model_error, progress=progress)
+                             model_error=model_error, symmetry=symmetry, progress=progress)
             slots = result["sources"].shape[1]
             sources = np.zeros((len(rows), max_sources, h, w), np.float32)
             sources[:, :slots] = result["sources"][:, :max_sources]

@@ -130,6 +130,45 @@ def test_detect_finds_two_separated_sources():
     assert set(np.unique(found["segmentation"])) == {0, 1, 2}
 
 
+def _elliptical(cx, cy, sx, sy, flux, size=SIZE):
+    y, x = np.indices((size, size))
+    g = np.exp(-0.5 * (((x - cx) / sx) ** 2 + ((y - cy) / sy) ** 2))
+    return flux * g / g.sum()
+
+
+def test_asymmetry_finds_a_companion_on_a_wing_that_detection_merges():
+    from avader.deblending import _asymmetric_sources, detect
+
+    rng = np.random.default_rng(1)
+    galaxy = _elliptical(15.5, 16.0, 4.5, 3.0, 100.0)
+    image = galaxy + _elliptical(22.5, 16.0, 1.2, 1.2, 8.0) + rng.normal(0, 0.01, (SIZE, SIZE))
+    found = detect(image, 0.01, 0.0)
+    assert len(found["centres"]) == 1                       # a shoulder, no peak of its own
+    extra, segmentation = _asymmetric_sources(image, found["centres"][0], 0.01, 0.3, found["centres"], nsigma=5.0)
+    assert len(extra) == 1
+    np.testing.assert_allclose(extra[0], [22.5, 16.0], atol=0.5)
+    iy, ix = 16, 22
+    assert segmentation[iy, ix] > 0 and segmentation[16, 9] == 0   # the mirror side is not the companion's
+    # a lone symmetric galaxy with noise: nothing breaks its symmetry
+    lone = galaxy + rng.normal(0, 0.01, (SIZE, SIZE))
+    assert len(_asymmetric_sources(lone, (15.5, 16.0), 0.01, 0.3, found["centres"], nsigma=5.0)[0]) == 0
+
+
+def test_symmetry_search_adds_no_source_to_a_lone_galaxy_and_checks_its_argument(analytic_model):
+    from avader.deblending import deblend
+
+    galaxy = _render(analytic_model, [[0.3, 0.4, 0.0]], [[15.7, 16.2]], [1.0], [40.0])[0]
+    blend = galaxy + np.random.default_rng(8).normal(0, 0.005, (SIZE, SIZE))
+    kwargs = {"noise_sigma": 0.005, "background": 0.0, "steps": 60}
+    for symmetry in (8.0, 3.0):
+        result = deblend(analytic_model, blend, symmetry=symmetry, **kwargs)
+        assert result["n_sources"][0] == 1
+        assert result["flux"][0, 0] == pytest.approx(40.0, rel=0.02)
+    for bad in (-1.0, float("inf"), "8"):
+        with pytest.raises(AvaderError, match="symmetry: must be a number >= 0"):
+            deblend(analytic_model, blend, symmetry=bad, **kwargs)
+
+
 @pytest.mark.parametrize("method", ["photutils_deblend", "sep_deblend"])
 def test_baselines_split_two_blobs(method):
     import avader.deblending as deb
@@ -371,9 +410,10 @@ def test_deblend_run_writes_sources(analytic_model, blend_set, tmp_path):
     with pytest.raises(AvaderError, match="exists"):
         deblend_run(run, blends, out, steps=3, progress=False)
     assert result.meta["MODELERR"] == pytest.approx(0.3)  # the default template error, recorded
+    assert result.meta["SYMMSIG"] == pytest.approx(8.0)   # and the default asymmetry search
 
 
-def test_deblend_cli_passes_the_model_error(analytic_model, blend_set, tmp_path):
+def test_deblend_cli_passes_the_model_error_and_symmetry(analytic_model, blend_set, tmp_path):
     from avader.cli import main
     from avader.data import GalaxySet
 
@@ -382,10 +422,13 @@ def test_deblend_cli_passes_the_model_error(analytic_model, blend_set, tmp_path)
     analytic_model.save(run / "model.keras")
     blend_set.write(tmp_path / "blends.fits")
     args = ["deblend", "--run", str(run), "--blends", str(tmp_path / "blends.fits"), "--steps", "3"]
-    assert main(args + ["--out", str(tmp_path / "plain.fits"), "--model-error", "0"]) == 0
-    assert GalaxySet.read(tmp_path / "plain.fits").meta["MODELERR"] == 0.0
-    assert main(args + ["--benchmark", "--n", "2", "--out", str(tmp_path / "b.json"), "--model-error", "0.1"]) == 0
-    assert json.loads((tmp_path / "b.json").read_text())["settings"]["model_error"] == 0.1
+    assert main(args + ["--out", str(tmp_path / "plain.fits"), "--model-error", "0", "--symmetry", "0"]) == 0
+    meta = GalaxySet.read(tmp_path / "plain.fits").meta
+    assert meta["MODELERR"] == 0.0 and meta["SYMMSIG"] == 0.0
+    assert main(args + ["--benchmark", "--n", "2", "--out", str(tmp_path / "b.json"), "--model-error", "0.1",
+                        "--symmetry", "5"]) == 0
+    settings = json.loads((tmp_path / "b.json").read_text())["settings"]
+    assert settings["model_error"] == 0.1 and settings["symmetry"] == 5.0
 
 
 def test_load_image_png_and_fits(tmp_path):
