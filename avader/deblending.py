@@ -625,7 +625,8 @@ def deblend(model, blends, centres=None, noise_sigma=None, background=None, psf_
         companion on a galaxy's wing raises no peak (detection merges it), and a decoder trained
         on fields with companions draws it into the galaxy's template, so the residual is clean;
         the asymmetry still shows it. 0: off. The default 8 was chosen on the quick profile's
-        blends (5 and 12 did worse; ``benchmarks/experiments/README.md``, session 7).
+        blends (12, and 5 before the other sources' models were subtracted, did worse;
+        ``benchmarks/experiments/README.md``, session 7).
     progress : bool
         Show a tqdm bar over batches.
 
