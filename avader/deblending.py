@@ -775,9 +775,11 @@ def _fit_batch(fit, model, blends, sigma, sky, fit_sky, centres_list, detections
             break
         before = ([np.asarray(p).copy() for p in params], blend.copy(), slot.copy(), source_info.copy(),
                   parts["chi2"].numpy())
+        source_models, fitted_flux = parts["shapes"].numpy() * parts["flux"].numpy()[:, None], parts["flux"].numpy()
+        fitted_sky = parts["background"].numpy()
         model_images = np.zeros((n, size * size))
-        np.add.at(model_images, blend, parts["shapes"].numpy() * parts["flux"].numpy()[:, None])
-        residual = blends - model_images.reshape(n, size, size) - parts["background"].numpy()[:, None, None]
+        np.add.at(model_images, blend, source_models)
+        residual = blends - model_images.reshape(n, size, size) - fitted_sky[:, None, None]
         if fit.model_error:  # significance against the noise and the error of the light already modelled
             error = fit.model_error * model_images.reshape(n, size, size)
             residual = residual * (sigma[:, None, None] / np.sqrt(sigma[:, None, None] ** 2 + error**2))
@@ -791,10 +793,9 @@ def _fit_batch(fit, model, blends, sigma, sky, fit_sky, centres_list, detections
             extra, extra_seg = _residual_sources(residual[b], sigma[b], have, nsigma=3.0)
             if symmetry and not len(extra) and len(have):
                 mine = np.flatnonzero(blend == b)
-                main = mine[np.argmax(parts["flux"].numpy()[mine])]
-                others = mine[mine != main]
-                light = (blends[b] - parts["background"].numpy()[b]
-                         - (parts["shapes"].numpy()[others] * parts["flux"].numpy()[others, None]).sum(0).reshape(size, size))
+                main = mine[np.argmax(fitted_flux[mine])]
+                others = (model_images[b] - source_models[main]).reshape(size, size)  # the other sources' models
+                light = blends[b] - fitted_sky[b] - others
                 extra, extra_seg = _asymmetric_sources(light, np.asarray(params[1])[main], sigma[b],
                                                        fit.model_error, have, nsigma=symmetry)
             if len(extra):
