@@ -39,6 +39,7 @@ _EXPORTS = {
     "read_history": "training",
     "import_published_run": "training",
     "cluster_run": "clustering",
+    "ensure_detector": "detector",
     "figures": None,
     "plotting": None,
     "RunDir": "runs",

@@ -321,6 +321,9 @@ def _deblend_args(p):
     p.add_argument("--symmetry", type=float, default=None,
                    help="sigma of the refine pass's search for light breaking the main galaxy's symmetry "
                         "(default 8; 0: off)")
+    p.add_argument("--detector", choices=("auto", "learned", "peaks"), default="auto",
+                   help="source centres: the run's learned detector (avader train-detector), peak detection, "
+                        "or auto (the learned one when the run has it; default)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
 
@@ -335,19 +338,49 @@ def cmd_deblend(args):
                if value is not None}
     if args.benchmark:
         results = benchmark_run(args.run, args.blends, out=args.out, n=args.n, steps=args.steps,
-                                overwrite=args.overwrite, progress=_progress(args), deblend_options=options)
+                                overwrite=args.overwrite, progress=_progress(args), deblend_options=options,
+                                detector=args.detector)
         path = results["path"]
         log.info("acceptance checks: %s", results.get("bar"))
     else:
         if args.out is None:
             raise AvaderError("--out: needed to write the separated sources")
         path = deblend_run(args.run, args.blends, args.out, steps=args.steps, overwrite=args.overwrite,
-                           progress=_progress(args), **options)
+                           progress=_progress(args), detector=args.detector, **options)
     print(path)
     return 0
 
 
 cmd_deblend.arguments = _deblend_args
+
+
+# ---------------------------------------------------------------- train-detector
+def _detector_args(p):
+    p.add_argument("--run", required=True, help="run name under data/runs or a folder holding config.yaml")
+    p.add_argument("--blends", type=int, help="simulated training blends (default: the run's analysis.detector_blends)")
+    p.add_argument("--epochs", type=int, help="training epochs (default: the run's analysis.detector_epochs)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing detector.keras")
+
+
+@command("train-detector", "train the learned source detector of the deblender on simulated blends",
+         "examples:\n  avader train-detector --run quick\n  avader train-detector --run quick --blends 4000 --epochs 4 "
+         "--overwrite")
+def cmd_train_detector(args):
+    from .detector import train_detector
+    from .runs import RunDir
+
+    analysis = RunDir(args.run).load_config().analysis
+    info = train_detector(args.run, n_blends=args.blends or analysis.detector_blends,
+                          epochs=args.epochs or analysis.detector_epochs, overwrite=args.overwrite,
+                          progress=_progress(args))
+    valid = info["validation"]
+    log.info("validation blends: precision %.3f, recall %.3f, exactly right %.3f (threshold %.2f)",
+             valid["precision"] or 0.0, valid["recall"] or 0.0, valid["exact"], info["threshold"])
+    print(RunDir(args.run) / info["file"])
+    return 0
+
+
+cmd_train_detector.arguments = _detector_args
 
 
 # ---------------------------------------------------------------- reproduce

@@ -205,6 +205,8 @@ class AnalysisConfig:
     reduced_exclude: tuple = ()      # components to re-assign in the reduced scheme (empty = from truth)
     n_blends: int = 200              # blends in the deblending benchmark
     deblend_steps: int = 150         # optimiser steps per latent-space deblend
+    detector_blends: int = 8000      # simulated blends that train the learned detector (0: peak detection only)
+    detector_epochs: int = 20        # epochs of the learned detector
     axis_ratio_bins: tuple = (0.0, 0.4, 0.7, 1.0)       # bins of b/a for factor NMI
     orientation_bins: tuple = (0.0, 45.0, 90.0, 135.0, 180.0)  # degrees, for factor NMI
 
@@ -213,6 +215,9 @@ class AnalysisConfig:
             raise AvaderError(f"batch_size: must be at least 1, got {self.batch_size}")
         if self.generation_scale <= 0:
             raise AvaderError(f"generation_scale: must be positive, got {self.generation_scale}")
+        if self.detector_blends < 0 or self.detector_epochs < 1:
+            raise AvaderError(f"detector_blends, detector_epochs: need >= 0 blends and >= 1 epoch, got "
+                              f"{self.detector_blends} and {self.detector_epochs}")
 
 
 def _section_classes() -> dict[str, type]:

@@ -152,7 +152,7 @@ def match_sources(true_centres, found_centres, max_distance) -> list[tuple[int, 
 
 
 # --------------------------------------------------------------------------- benchmark
-METHODS = ("avader", "avader_true_centres", "photutils", "sep")
+METHODS = ("avader", "avader_peaks", "avader_true_centres", "photutils", "sep")
 _METRICS = ("mse", "psnr", "ssim", "dflux", "abs_dflux", "centroid_error", "ellipticity_error")
 
 
@@ -169,14 +169,14 @@ def _truth(blendset, rows):
     return comps, centres, r_half, n_src
 
 
-def _run_method(method, model, blends, noise, sky, true_centres, fit_options):
+def _run_method(method, model, blends, noise, sky, true_centres, fit_options, detector=None):
     """Per blend a (sources (m, h, w), centres (m, 2)) pair; wall and CPU seconds per blend."""
     started, cpu_started = time.perf_counter(), time.process_time()
-    if method in ("avader", "avader_true_centres"):
+    if method in ("avader", "avader_peaks", "avader_true_centres"):
         truth = method == "avader_true_centres"
         options = {**fit_options, "refine": 0} if truth else fit_options
         result = deblend(model, blends, centres=true_centres if truth else None, noise_sigma=noise, background=sky,
-                         **options)
+                         detector=detector if method == "avader" else None, **options)
         outputs = [(result["sources"][b, :m], result["centres"][b, :m]) for b, m in enumerate(result["n_sources"])]
     elif method in ("photutils", "sep"):
         split = photutils_deblend if method == "photutils" else sep_deblend
@@ -242,7 +242,7 @@ def _finite(value):
 
 def benchmark(model, blendset, methods=("avader", "photutils", "sep"), n: int | None = None, steps: int = 150,
               tol: float = 1e-4, prior_weight: float = 1.0, batch_size: int = 32, match_radius: float = 1.0,
-              use_catalog_sky: bool = True, deblend_options=None, progress: bool = False) -> dict:
+              use_catalog_sky: bool = True, deblend_options=None, detector=None, progress: bool = False) -> dict:
     """Score deblenders on a simulated blend set with ground truth.
 
     Every true source is matched (Hungarian, within ``match_radius`` of its half-light radius, at
@@ -258,7 +258,8 @@ def benchmark(model, blendset, methods=("avader", "photutils", "sep"), n: int | 
     blendset : GalaxySet
         Blend set from ``avader.simulate.simulate(..., blends=True)``.
     methods : sequence of str
-        From :data:`METHODS`: ``avader`` (detected centres), ``avader_true_centres``,
+        From :data:`METHODS`: ``avader`` (centres from ``detector``, or from :func:`detect` without
+        one), ``avader_peaks`` (centres from :func:`detect`), ``avader_true_centres``,
         ``photutils``, ``sep``.
     n : int, optional
         Use the first ``n`` blends (default all).
@@ -268,6 +269,8 @@ def benchmark(model, blendset, methods=("avader", "photutils", "sep"), n: int | 
         Matching radius, units of the true source's half-light radius.
     deblend_options : dict, optional
         Further :func:`deblend` arguments (``refine``, ``images``, ``photometry``, ``zoom_widths``, ...).
+    detector : avader.detector.Detector, optional
+        The learned detector of the ``avader`` method.
     use_catalog_sky : bool
         Give every method the catalogue's ``noise_sigma`` and sky level ``zero_level`` (and avader
         the PSF FWHM ``psf_fwhm_pix``), as a survey pipeline knows them from a field larger than the stamp (else each method estimates the
@@ -301,7 +304,8 @@ def benchmark(model, blendset, methods=("avader", "photutils", "sep"), n: int | 
     per_source = {c: [] for c in columns}
     results = {}
     for method in methods:
-        outputs, seconds, cpu_seconds = _run_method(method, model, blends, noise, sky, true_centres, fit_options)
+        outputs, seconds, cpu_seconds = _run_method(method, model, blends, noise, sky, true_centres, fit_options,
+                                                    detector)
         n_found = n_matched = 0
         for b, (sources, centres) in enumerate(outputs):
             limit = np.maximum(2.0, match_radius * r_half[b, :n_src[b]])
@@ -326,6 +330,7 @@ def benchmark(model, blendset, methods=("avader", "photutils", "sep"), n: int | 
         log.info("%s: %.2f s per blend, median SSIM (bright) %s", method, seconds,
                  results[method]["overall"]["bright"]["ssim"])
     settings = {k: v for k, v in fit_options.items() if k != "psf_fwhm"}
+    settings["detector"] = "learned" if detector is not None else "peaks"
     out = {"n_blends": len(rows_idx), "settings": {**settings, "match_radius": match_radius,
                                                    "use_catalog_sky": bool(known), "methods": list(methods)},
            "methods": results, "per_source": per_source}
@@ -355,7 +360,8 @@ def _bar(ours: dict, theirs: dict) -> dict:
 
 
 def benchmark_run(run_dir, blends_file, out=None, n: int | None = None, steps: int | None = None,
-                  overwrite: bool = False, progress: bool = True, deblend_options=None) -> dict:
+                  overwrite: bool = False, progress: bool = True, deblend_options=None, detector="auto",
+                  methods=None) -> dict:
     """Run :func:`benchmark` with a run's model on a blend set and store the results.
 
     Parameters
@@ -375,6 +381,11 @@ def benchmark_run(run_dir, blends_file, out=None, n: int | None = None, steps: i
     progress : bool
     deblend_options : dict, optional
         Further :func:`deblend` arguments (e.g. ``{"model_error": 0.0}``).
+    detector : {"auto", "learned", "peaks"} or Detector
+        Centres of the ``avader`` method (:func:`avader.detector.resolve_detector`): by default the
+        run's learned detector when it has one.
+    methods : sequence of str, optional
+        Default: avader, photutils and sep, and ``avader_peaks`` too when avader uses a learned detector.
 
     Returns
     -------
@@ -382,6 +393,7 @@ def benchmark_run(run_dir, blends_file, out=None, n: int | None = None, steps: i
         The results of :func:`benchmark`, with ``path`` (the JSON file written).
     """
     from .data import GalaxySet
+    from .detector import resolve_detector
     from .runs import RunDir, write_json_atomic
     from .training import load_run_model
 
@@ -390,8 +402,11 @@ def benchmark_run(run_dir, blends_file, out=None, n: int | None = None, steps: i
     if target.exists() and not overwrite:
         raise AvaderError(f"{target}: exists; pass overwrite=True (--overwrite) to replace it")
     steps = steps or run.load_config().analysis.deblend_steps
-    results = benchmark(load_run_model(run.path), GalaxySet.read(blends_file), n=n, steps=steps, progress=progress,
-                        deblend_options=deblend_options)
+    detector = resolve_detector(run.path, detector)
+    if methods is None:
+        methods = ("avader", "avader_peaks", "photutils", "sep") if detector is not None else ("avader", "photutils", "sep")
+    results = benchmark(load_run_model(run.path), GalaxySet.read(blends_file), methods=methods, n=n, steps=steps,
+                        progress=progress, deblend_options=deblend_options, detector=detector)
     results["blends_file"] = str(Path(blends_file).resolve())
     results["run"] = str(run.path)
     write_json_atomic(target, results, overwrite=True)

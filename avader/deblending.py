@@ -540,11 +540,12 @@ def _data_shares(data, sky, shapes, flux, blend, sigma):
 
 def deblend(model, blends, centres=None, noise_sigma=None, background=None, psf_fwhm=None, steps: int = 150,
             tol: float = 1e-4,
-            patience: int = 10, prior_weight: float = 1.0, zoom_widths=(0.1, 0.5), refine: int = 1, refine_gain: float = 0.0,
+            patience: int = 10, prior_weight: float = 1.0, zoom_widths=(0.1, 0.5), refine: int | None = None,
+            refine_gain: float = 0.0,
             photometry: str = "data", images: str = "model", min_flux_ratio: float = 0.05,
             batch_size: int = 32, max_sources: int = 4, allowed_components=None, learning_rates=None,
             detection=None, model_error: float = DEFAULT_MODEL_ERROR, symmetry: float = DEFAULT_SYMMETRY,
-            progress: bool = False) -> dict:
+            detector=None, progress: bool = False) -> dict:
     """Separate blended galaxies by fitting decoded galaxies to each blend (see the module notes).
 
     Parameters
@@ -574,9 +575,11 @@ def deblend(model, blends, centres=None, noise_sigma=None, background=None, psf_
         Widths of the Gaussian priors on log zoom of the brightest source (centred on 1: the
         field is scaled to the main galaxy, as in training) and of the others (centred on their
         size relative to it).
-    refine : int
+    refine : int, optional
         Passes that look for sources in the residual (closer than detection separates, e.g. pairs
-        within one half-light radius), add them and refit that blend; 0 = detection only.
+        within one half-light radius), add them and refit that blend; 0 = detection only. Default 1
+        with peak detection, 0 with a ``detector`` (whose centres the pass only makes worse on the
+        quick profile's blends: ``benchmarks/experiments/README.md``, session 8).
     refine_gain : float
         Keep a refine pass's added sources in a blend only if they lower its chi^2 by at least this
         fraction (0: always keep); otherwise the blend returns to its fit before the pass. With
@@ -627,6 +630,10 @@ def deblend(model, blends, centres=None, noise_sigma=None, background=None, psf_
         the asymmetry still shows it. 0: off. The default 8 was chosen on the quick profile's
         blends (12, and 5 before the other sources' models were subtracted, did worse;
         ``benchmarks/experiments/README.md``, session 7).
+    detector : avader.detector.Detector, optional
+        A learned detector (:func:`avader.detector.train_detector`, :func:`avader.detector.load_detector`):
+        when ``centres`` are not given the centres are its heat-map peaks instead of :func:`detect`'s
+        (whose segmentation still shares the light among them for the starting latents and zooms).
     progress : bool
         Show a tqdm bar over batches.
 
@@ -661,7 +668,13 @@ def deblend(model, blends, centres=None, noise_sigma=None, background=None, psf_
     given = _as_centres(centres, n)
     detection = dict(detection or {})
     detections = [detect(blends[b], sigma[b], sky[b], max_sources=max_sources, **detection) for b in range(n)]
-    centres_list = [c[:max_sources] for c in (given if given is not None else [d["centres"] for d in detections])]
+    if refine is None:
+        refine = 0 if given is None and detector is not None else 1
+    if given is None and detector is not None:
+        given_or_found = [found["centres"] for found in detector(blends, sky, sigma, max_sources=max_sources)]
+    else:
+        given_or_found = given if given is not None else [d["centres"] for d in detections]
+    centres_list = [c[:max_sources] for c in given_or_found]
     rates = {"latent": 0.05, "position": 0.05, "zoom": 0.02, **(learning_rates or {})}
     if not (isinstance(model_error, (int, float, np.number)) and np.isfinite(model_error) and model_error >= 0):
         raise AvaderError(f"model_error: must be a number >= 0, got {model_error!r}")
@@ -938,7 +951,7 @@ def remove_companion(model, images, companion_components, min_responsibility: fl
 # --------------------------------------------------------------------------- files
 def deblend_run(run_dir, blends_file, out, steps: int | None = None, tol: float = 1e-4, prior_weight: float = 1.0,
                 use_catalog_centres: bool = False, max_sources: int = 4, batch_size: int = 32, chunk: int = 256,
-                model_error: float = DEFAULT_MODEL_ERROR, symmetry: float = DEFAULT_SYMMETRY,
+                model_error: float = DEFAULT_MODEL_ERROR, symmetry: float = DEFAULT_SYMMETRY, detector="auto",
                 overwrite: bool = False, progress: bool = True) -> Path:
     """Deblend every image of a GalaxySet with a run's model and write the separated sources.
 
@@ -966,6 +979,9 @@ def deblend_run(run_dir, blends_file, out, steps: int | None = None, tol: float 
         Fractional template error of the fit (:func:`deblend`); stored in the header (``MODELERR``).
     symmetry : float
         Sigma of the asymmetry search of the refine pass (:func:`deblend`); header ``SYMMSIG``.
+    detector : {"auto", "learned", "peaks"} or Detector
+        Where the centres come from (:func:`avader.detector.resolve_detector`): ``"auto"`` the run's
+        learned detector (``detector.keras``) when it has one, else peak detection; header ``DETECTOR``.
     chunk : int
         Blends per processing chunk (memory flat in n).
 
@@ -974,11 +990,13 @@ def deblend_run(run_dir, blends_file, out, steps: int | None = None, tol: float 
     Path
     """
     from .data import GalaxySet, GalaxySetWriter
+    from .detector import resolve_detector
     from .runs import RunDir
     from .training import load_run_model
 
     run = RunDir(run_dir)
     model = load_run_model(run.path)
+    detector = None if use_catalog_centres else resolve_detector(run.path, detector)
     if steps is None:
         steps = run.load_config().analysis.deblend_steps if run.exists() else 150
     blendset = GalaxySet.read(blends_file)
@@ -991,7 +1009,8 @@ def deblend_run(run_dir, blends_file, out, steps: int | None = None, tol: float 
         raise AvaderError(f"{blends_file}: no x_0/y_0 columns for use_catalog_centres")
     meta = {"SOURCE": "deblend", "RECIPE": "avader.deblending", "RUN": str(run.path), "BLENDS": Path(blends_file).name,
             "STEPS": int(steps), "PRIORW": float(prior_weight), "NSRCMAX": int(max_sources),
-            "MODELERR": float(model_error), "SYMMSIG": float(symmetry)}
+            "MODELERR": float(model_error), "SYMMSIG": float(symmetry),
+            "DETECTOR": "catalogue" if use_catalog_centres else "learned" if detector is not None else "peaks"}
     columns = {"id": np.asarray(cat["id"]), "n_fit": np.zeros(n, np.int64)}
     for k in range(max_sources):
         columns.update({f"flux_{k}": np.zeros(n), f"x_{k}": np.full(n, np.nan), f"y_{k}": np.full(n, np.nan),
@@ -1013,7 +1032,7 @@ def deblend_run(run_dir, blends_file, out, steps: int | None = None, tol: float 
                            for r in rows]
             result = deblend(model, blends, centres=centres, steps=steps, tol=tol, **known,
                              prior_weight=prior_weight, batch_size=batch_size, max_sources=max_sources,
-                             model_error=model_error, symmetry=symmetry, progress=progress)
+                             model_error=model_error, symmetry=symmetry, detector=detector, progress=progress)
             slots = result["sources"].shape[1]
             sources = np.zeros((len(rows), max_sources, h, w), np.float32)
             sources[:, :slots] = result["sources"][:, :max_sources]

@@ -237,8 +237,9 @@ def realism_per_component(report: dict):
     return plotting.plot_component_distances(report["per_component"])
 
 
-def deblend_examples(model, blendset, n: int = 6, steps: int = 150, seed: int = 0):
-    """Blends, the fitted sources, the truth and the residuals for random blends of a blend set."""
+def deblend_examples(model, blendset, n: int = 6, steps: int = 150, seed: int = 0, detector=None):
+    """Blends, the fitted sources, the truth and the residuals for random blends of a blend set
+    (centres from ``detector``, an :class:`avader.detector.Detector`, or from peak detection)."""
     from .deblending import deblend
 
     rows = np.sort(np.random.default_rng(seed).choice(len(blendset), size=min(n, len(blendset)), replace=False))
@@ -250,7 +251,7 @@ def deblend_examples(model, blendset, n: int = 6, steps: int = 150, seed: int = 
 
     noise = column("noise_sigma")
     result = deblend(model, blends, noise_sigma=noise, background=column("zero_level"),
-                     psf_fwhm=column("psf_fwhm_pix"), steps=steps)
+                     psf_fwhm=column("psf_fwhm_pix"), steps=steps, detector=detector)
     truths = np.asarray(blendset.extra["COMPONENTS"])[rows] if "COMPONENTS" in blendset.extra else None
     return plotting.plot_deblend_examples(blends, result["sources"], result["residual"], truths=truths,
                                           noise_sigma=noise)
@@ -261,12 +262,13 @@ def deblend_benchmark(results: dict):
     return plotting.plot_deblend_benchmark(results)
 
 
-def deblend_image(model, path, steps: int = 150):
-    """Deblend a user's own image file (FITS, PNG or JPEG): the image, the sources, the residual."""
+def deblend_image(model, path, steps: int = 150, detector=None):
+    """Deblend a user's own image file (FITS, PNG or JPEG): the image, the sources, the residual
+    (centres from ``detector`` or from peak detection)."""
     from .deblending import deblend, load_image
 
     image = load_image(path, size=model.model_config.image_size)[None]
-    result = deblend(model, image, steps=steps)
+    result = deblend(model, image, steps=steps, detector=detector)
     return plotting.plot_deblend_examples(image, result["sources"], result["residual"])
 
 

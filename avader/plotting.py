@@ -715,7 +715,7 @@ def plot_component_distances(table, components: Sequence | None = None, statisti
     return fig
 
 # ---------------------------------------------------------------- from deblending
-_METHOD_STYLE = {"avader": ("C0", "o"), "avader_true_centres": ("C2", "s"), "photutils": ("C1", "^"),
+_METHOD_STYLE = {"avader": ("C0", "o"), "avader_peaks": ("C9", "D"), "avader_true_centres": ("C2", "s"), "photutils": ("C1", "^"),
                  "sep": ("C3", "v")}
 
 

@@ -8,7 +8,10 @@ seconds per blend.
 Usage::
 
     python benchmarks/experiments/deblend_variants.py RUN ['{"detection": {"contrast": 0.15}}'] \
-        [--methods avader,avader_true_centres] [--seed 0]
+        [--methods avader,avader_true_centres] [--seed 0] [--detector DETRUN[:THRESHOLD]]
+
+``--detector`` takes the learned detector of another run directory (``detector_variants.py``
+trains them), at its own threshold or the one given.
 """
 
 import argparse
@@ -31,6 +34,7 @@ def main(argv) -> int:
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--seed", type=int, default=0, help="seed of the blend set")
     parser.add_argument("--n", type=int, default=100)
+    parser.add_argument("--detector", help="run directory whose detector.keras gives avader's centres[:threshold]")
     args = parser.parse_args(argv)
     config = load_config(args.profile, [f"seed={args.seed}"])
     if args.seed == load_config(args.profile).seed:
@@ -44,14 +48,20 @@ def main(argv) -> int:
     model = load_run_model(paths.runs_dir() / args.run)
     options = json.loads(args.options)
     methods = args.methods.split(",")
-    result = benchmark(model, blends, methods=methods, deblend_options=options)
+    detector = None
+    if args.detector:
+        from avader.detector import load_detector
+
+        name, _, threshold = args.detector.partition(":")
+        detector = load_detector(paths.runs_dir() / name, threshold=float(threshold) if threshold else None)
+    result = benchmark(model, blends, methods=methods, deblend_options=options, detector=detector)
     for method in methods:
         r = result["methods"][method]
 
         def bright(summary):
             return round(summary["bright"]["abs_dflux"], 3)
 
-        print(method, options, "|dF/F| overall", bright(r["overall"]), "close", bright(r["close"]),
+        print(method, options, args.detector or "", "|dF/F| overall", bright(r["overall"]), "close", bright(r["close"]),
               "by flux ratio", [bright(b) for b in r["by_flux_ratio"]],
               "by separation", [bright(b) for b in r["by_separation"]],
               "SSIM", round(r["overall"]["bright"]["ssim"], 3),
