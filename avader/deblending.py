@@ -1106,13 +1106,15 @@ def load_image(path, size: int, crop: float = 1.0) -> np.ndarray:
     return ((resized - low) / (high - low if high > low else 1.0)).astype(np.float32)
 
 
-# The benchmark and the classical baselines live in avader.deblend_benchmark; imported last
-# (that module imports the fit from this one).
-from .deblend_benchmark import (  # noqa: E402
-    benchmark,
-    benchmark_run,
-    match_sources,
-    photutils_deblend,
-    sep_deblend,
-    source_metrics,
-)
+# The benchmark and the classical baselines live in avader.deblend_benchmark, which imports the fit
+# from this module; they are re-exported here on first use, so either module may be imported first.
+_BENCHMARK_NAMES = ("benchmark", "benchmark_run", "match_sources", "photutils_deblend", "sep_deblend",
+                    "source_metrics")
+
+
+def __getattr__(name: str):
+    if name in _BENCHMARK_NAMES:
+        from . import deblend_benchmark
+
+        return getattr(deblend_benchmark, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

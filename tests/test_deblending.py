@@ -448,3 +448,15 @@ def test_load_image_png_and_fits(tmp_path):
     assert img.shape == (20, 20) and np.unravel_index(img.argmax(), img.shape) in [(9, 9), (9, 10), (10, 9), (10, 10)]
     with pytest.raises(AvaderError, match="no such file"):
         load_image(tmp_path / "missing.png", 16)
+
+
+@pytest.mark.parametrize("first", ["avader.deblend_benchmark", "avader.deblending"])
+def test_either_deblending_module_imports_first(first):
+    """The benchmark module imports the fit and the fit re-exports the benchmark: no circular import."""
+    import subprocess
+    import sys
+
+    code = f"import {first}; from avader.deblending import benchmark; print(benchmark.__module__)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-500:]
+    assert result.stdout.strip() == "avader.deblend_benchmark"
