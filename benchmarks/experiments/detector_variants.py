@@ -50,8 +50,8 @@ def scores(found, centres, r_half, n_src, ratio) -> dict:
         n_found, n_matched = n_found + len(f), n_matched + len(pairs)
         exact[b] = len(pairs) == n_src[b] == len(f)
     bins = zip(FLUX_RATIO_BINS[:-1], FLUX_RATIO_BINS[1:], strict=True)
-    return {"precision": round(n_matched / max(n_found, 1), 3), "recall": round(n_matched / n_src.sum(), 3),
-            "exact": round(exact.mean(), 3),
+    return {"precision": round(n_matched / max(n_found, 1), 3), "recall": round(float(n_matched / n_src.sum()), 3),
+            "exact": round(float(exact.mean()), 3),
             "exact_by_flux_ratio": [round(float(exact[(ratio >= lo) & (ratio < hi)].mean()), 3) for lo, hi in bins]}
 
 
