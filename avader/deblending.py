@@ -25,15 +25,15 @@ the relative loss change,
 
 with ``p_mixture`` the model's learned Gaussian mixture and a log-normal prior on each zoom
 (the brightest source near 1, because the field is scaled to the main galaxy as in training).
-Centres come from detection (:func:`detect`, photutils segmentation + deblending) unless given;
-the latents start from the encoding of a cutout around each detection (other segments masked,
-zoomed to the model scale), the zooms from the segment sizes relative to the brightest source.
-Then sources significant in the residual (against the noise and the error of the light already
-modelled) are added and the blend refitted (``refine``, ``refine_gain``: pairs closer than
-detection separates); where the residual is clean, light that breaks the brightest galaxy's
-180-degree symmetry is searched too (``symmetry``: companions that the decoder draws into the
-galaxy's template);
-detected sources fainter than ``min_flux_ratio`` of the brightest are folded into their host.
+Centres come from a learned detector (``detector``, :mod:`avader.detector`: a network trained on
+simulated blends) or from peak detection (:func:`detect`, photutils segmentation + deblending)
+unless given; the latents start from the encoding of a cutout around each centre (other segments
+masked, zoomed to the model scale), the zooms from the segment sizes relative to the brightest
+source. With peak detection, sources significant in the residual (against the noise and the error
+of the light already modelled) are then added and the blend refitted (``refine``, ``refine_gain``:
+pairs closer than detection separates); where the residual is clean, light that breaks the
+brightest galaxy's 180-degree symmetry is searched too (``symmetry``: companions that the decoder
+draws into the galaxy's template); detected sources fainter than ``min_flux_ratio`` of the brightest are folded into their host.
 Fluxes are by default the model-weighted shares of the blend's light above the sky
 (``photometry="data"``, flux-conserving), source images the fitted models scaled to them.
 
