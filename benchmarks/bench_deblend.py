@@ -4,7 +4,8 @@ A trained run's model deblends a simulated blend set (``avader.simulate.simulate
 2 or 3 galaxies per image, the brighter first, isolated components stored) and
 :func:`avader.deblending.benchmark` scores every true source (MSE, PSNR, SSIM, dF/F, centroid
 and ellipticity residuals; detection precision and recall), binned by separation (units of the
-brighter galaxy's half-light radius) and flux ratio, for the methods ``avader`` (detected centres),
+brighter galaxy's half-light radius) and flux ratio, for the methods ``avader`` (centres from the
+run's learned detector when it has one, ``detector.keras``), ``avader_peaks`` (peak detection),
 ``avader_true_centres``, ``photutils`` and ``sep`` in the same run. Every method gets the
 catalogue's noise and sky level. The ``bar`` entry holds the issue's acceptance checks.
 
@@ -43,7 +44,8 @@ def _smoke_model():
     return model
 
 
-def run_benchmark(model, blends_path, n: int, steps: int, methods, seed: int = 0, image_size: int | None = None) -> dict:
+def run_benchmark(model, blends_path, n: int, steps: int, methods, seed: int = 0, image_size: int | None = None,
+                  detector=None) -> dict:
     """Simulate ``n`` blends into ``blends_path`` when it does not exist, then benchmark ``model`` on them."""
     from avader.data import GalaxySet
     from avader.deblending import benchmark
@@ -54,7 +56,7 @@ def run_benchmark(model, blends_path, n: int, steps: int, methods, seed: int = 0
     if not blends_path.is_file():
         simulate(n, image_size=size, seed=seed, blends=True, out=blends_path, workers=1, progress=False)
     blendset = GalaxySet.read(blends_path)
-    return benchmark(model, blendset, methods=methods, n=n, steps=steps)
+    return benchmark(model, blendset, methods=methods, n=n, steps=steps, detector=detector)
 
 
 def main(argv=None) -> int:
@@ -67,28 +69,33 @@ def main(argv=None) -> int:
     parser.add_argument("--n", type=int, help="blends to use (default: the run's analysis.n_blends)")
     parser.add_argument("--steps", type=int, help="optimiser steps (default: the run's analysis.deblend_steps)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the simulated blend set (default 1)")
-    parser.add_argument("--methods", default="avader,avader_true_centres,photutils,sep")
+    parser.add_argument("--methods", default="avader,avader_peaks,avader_true_centres,photutils,sep")
+    parser.add_argument("--detector", choices=("auto", "learned", "peaks"), default="auto",
+                        help="centres of the avader method: the run's detector.keras (auto: when it has one)")
     parser.add_argument("--figure", action="store_true", help="also write figures/deblend_benchmark.png")
     parser.add_argument("--out", type=Path, help="JSON file (default benchmarks/results/deblend[_smoke].json)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     methods = tuple(m for m in args.methods.split(",") if m)
     started = time.time()
+    detector = None
     with tempfile.TemporaryDirectory() as tmp:
         if args.smoke:
             model, run, n, steps = _smoke_model(), "untrained smoke model", args.n or 4, args.steps or 5
         else:
+            from avader.detector import resolve_detector
             from avader.runs import RunDir
             from avader.training import load_run_model
 
             run_dir = RunDir(args.run)
             model = load_run_model(run_dir.path)
+            detector = resolve_detector(run_dir.path, args.detector)
             analysis = run_dir.load_config().analysis if run_dir.exists() else None
             run = str(run_dir.path)
             n = args.n or (analysis.n_blends if analysis else 200)
             steps = args.steps or (analysis.deblend_steps if analysis else 150)
         blends = args.blends or Path(tmp) / f"blends_{n}_{args.seed}.fits"
-        results = run_benchmark(model, blends, n, steps, methods, seed=args.seed)
+        results = run_benchmark(model, blends, n, steps, methods, seed=args.seed, detector=detector)
     results.update(run=run, blends=str(args.blends) if args.blends else f"simulated, seed {args.seed}",
                    seconds=round(time.time() - started, 1), load_average=list(os.getloadavg()),
                    machine=machine_info(with_devices=True))
