@@ -65,12 +65,12 @@ __all__ = [
     "companion_components",
     "deblend_run",
     "load_image",
-    "photutils_deblend",
-    "sep_deblend",
-    "source_metrics",
-    "match_sources",
-    "benchmark",
-    "benchmark_run",
+    "photutils_deblend",  # noqa: F822 (re-exported from deblend_benchmark by __getattr__)
+    "sep_deblend",  # noqa: F822 (re-exported from deblend_benchmark by __getattr__)
+    "source_metrics",  # noqa: F822 (re-exported from deblend_benchmark by __getattr__)
+    "match_sources",  # noqa: F822 (re-exported from deblend_benchmark by __getattr__)
+    "benchmark",  # noqa: F822 (re-exported from deblend_benchmark by __getattr__)
+    "benchmark_run",  # noqa: F822 (re-exported from deblend_benchmark by __getattr__)
 ]
 
 log = logging.getLogger(__name__)

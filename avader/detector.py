@@ -367,7 +367,7 @@ def train_detector(run_dir, n_blends: int = 4000, epochs: int = 12, batch_size: 
         raise AvaderError(f"detector training: need at least 10 blends and 1 epoch, got {n_blends} and {epochs}")
     seed = config.seed if seed is None else int(seed)
     size = int(config.model.image_size)
-    precision = resolve_precision(precision or config.training.precision)
+    precision = _policy(resolve_precision(precision or config.training.precision))
     started = time.perf_counter()
     images, centres, noise, sky = _training_blends(n_blends, seed, size, config.simulation, workers, progress)
     simulated = time.perf_counter() - started
@@ -377,7 +377,7 @@ def train_detector(run_dir, n_blends: int = 4000, epochs: int = 12, batch_size: 
     targets = heatmap_targets([centres[r] for r in train_rows], size, target_sigma)
 
     seed_everything(seed)
-    network = build_detector(size, filters, dtype=_policy(precision))
+    network = build_detector(size, filters, dtype=precision)
     batch_size = min(int(batch_size), len(train_rows))
     steps_per_epoch = len(train_rows) // batch_size
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, int(epochs) * steps_per_epoch, alpha=0.01)

@@ -80,6 +80,20 @@ def test_focal_loss_hand_case():
     assert float(np.asarray(focal_loss(target, -right))[0]) > 5.0
 
 
+def test_detector_refuses_images_of_another_size_and_bad_training_settings(tmp_path):
+    from avader.detector import Detector, build_detector, train_detector
+
+    detector = Detector(build_detector(16, (2, 4)))
+    with pytest.raises(AvaderError, match="trained at 16x16 pixels, got 32x32"):
+        detector(np.zeros((1, 32, 32)))
+    run = _smoke_run(tmp_path)
+    with pytest.raises(AvaderError, match="at least 10 blends and 1 epoch"):
+        train_detector(run, n_blends=5, epochs=1, progress=False)
+    with pytest.raises(AvaderError, match="precision: must be"):
+        train_detector(run, n_blends=12, epochs=1, precision="float8", workers=1, progress=False)
+    assert not (run / "detector.keras").exists()
+
+
 def test_build_detector_shapes_and_errors():
     from avader.detector import build_detector
 
