@@ -369,9 +369,7 @@ def cmd_train_detector(args):
     from .detector import train_detector
     from .runs import RunDir
 
-    analysis = RunDir(args.run).load_config().analysis
-    info = train_detector(args.run, n_blends=args.blends or analysis.detector_blends,
-                          epochs=args.epochs or analysis.detector_epochs, overwrite=args.overwrite,
+    info = train_detector(args.run, n_blends=args.blends, epochs=args.epochs, overwrite=args.overwrite,
                           progress=_progress(args))
     valid = info["validation"]
     log.info("validation blends: precision %.3f, recall %.3f, exactly right %.3f (threshold %.2f)",

@@ -314,7 +314,8 @@ def _scores(heatmaps, centres, threshold: float) -> dict:
             "n_true": n_true, "n_found": n_found, "n_matched": n_matched}
 
 
-def train_detector(run_dir, n_blends: int = 4000, epochs: int = 12, batch_size: int = 32, filters=(16, 32, 64),
+def train_detector(run_dir, n_blends: int | None = None, epochs: int | None = None, batch_size: int = 32,
+                   filters=(16, 32, 64),
                    learning_rate: float = 2e-3, target_sigma: float = 1.5, threshold: float | None = None,
                    validation_fraction: float = 0.1, seed: int | None = None, precision: str | None = None,
                    overwrite: bool = False, workers: int | None = None, progress: bool = True) -> dict:
@@ -324,10 +325,12 @@ def train_detector(run_dir, n_blends: int = 4000, epochs: int = 12, batch_size: 
     ----------
     run_dir : str or path
         Run directory (its ``config.yaml`` gives the image size, the simulation settings and the seed).
-    n_blends : int
+    n_blends : int, optional
         Simulated training blends (ids from :data:`TRAIN_ID_START`), ``validation_fraction`` of them
-        held out for the scores in ``detector.json``.
-    epochs, batch_size, learning_rate
+        held out for the scores in ``detector.json``; default the run's ``analysis.detector_blends``.
+    epochs : int, optional
+        Default the run's ``analysis.detector_epochs``.
+    batch_size, learning_rate
         Adam, with the learning rate decayed by cosine to 1% over the epochs.
     filters : sequence of int
         U-Net widths per level (:func:`build_detector`).
@@ -362,8 +365,9 @@ def train_detector(run_dir, n_blends: int = 4000, epochs: int = 12, batch_size: 
     target = run / DETECTOR_FILE
     if target.exists() and not overwrite:
         raise AvaderError(f"{target}: exists; pass overwrite=True (--overwrite) to replace it")
-    n_blends = int(n_blends)
-    if n_blends < 10 or int(epochs) < 1:
+    n_blends = int(config.analysis.detector_blends if n_blends is None else n_blends)
+    epochs = int(config.analysis.detector_epochs if epochs is None else epochs)
+    if n_blends < 10 or epochs < 1:
         raise AvaderError(f"detector training: need at least 10 blends and 1 epoch, got {n_blends} and {epochs}")
     seed = config.seed if seed is None else int(seed)
     size = int(config.model.image_size)
@@ -380,7 +384,7 @@ def train_detector(run_dir, n_blends: int = 4000, epochs: int = 12, batch_size: 
     network = build_detector(size, filters, dtype=precision)
     batch_size = min(int(batch_size), len(train_rows))
     steps_per_epoch = len(train_rows) // batch_size
-    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, int(epochs) * steps_per_epoch, alpha=0.01)
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, epochs * steps_per_epoch, alpha=0.01)
     network.compile(optimizer=keras.optimizers.Adam(schedule), loss=focal_loss)
 
     def augment(index, pair):
@@ -396,11 +400,11 @@ def train_detector(run_dir, n_blends: int = 4000, epochs: int = 12, batch_size: 
     # a seeded shuffle per epoch and augmentations that depend only on the position in the stream:
     # the same seed trains the same detector on one machine
     data = (tf.data.Dataset.from_tensor_slices((inputs, targets))
-            .shuffle(len(train_rows), seed=seed, reshuffle_each_iteration=True).repeat(int(epochs)).enumerate()
+            .shuffle(len(train_rows), seed=seed, reshuffle_each_iteration=True).repeat(epochs).enumerate()
             .map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
     fit_started = time.perf_counter()
-    history = network.fit(data, epochs=int(epochs), steps_per_epoch=steps_per_epoch, shuffle=False,
+    history = network.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch, shuffle=False,
                           verbose=2 if progress else 0)
     trained = time.perf_counter() - fit_started
     valid = np.arange(n_valid)
@@ -412,7 +416,7 @@ def train_detector(run_dir, n_blends: int = 4000, epochs: int = 12, batch_size: 
     network.save(tmp)
     tmp.replace(target)
     info = {"file": DETECTOR_FILE, "threshold": scores["threshold"], "n_blends": n_blends, "n_validation": n_valid,
-            "first_blend_id": TRAIN_ID_START, "seed": seed, "epochs": int(epochs), "batch_size": int(batch_size),
+            "first_blend_id": TRAIN_ID_START, "seed": seed, "epochs": epochs, "batch_size": int(batch_size),
             "filters": [int(f) for f in filters], "learning_rate": learning_rate, "target_sigma": target_sigma,
             "image_size": size, "precision": precision, "loss": [float(v) for v in history.history["loss"]],
             "validation": scores, "thresholds": table, "seconds_simulation": simulated,
