@@ -69,14 +69,14 @@ def main(argv=None) -> int:
     parser.add_argument("--n", type=int, help="blends to use (default: the run's analysis.n_blends)")
     parser.add_argument("--steps", type=int, help="optimiser steps (default: the run's analysis.deblend_steps)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the simulated blend set (default 1)")
-    parser.add_argument("--methods", default="avader,avader_peaks,avader_true_centres,photutils,sep")
+    parser.add_argument("--methods", help="comma-separated (default: avader, avader_peaks when avader uses a "
+                                          "learned detector, avader_true_centres, photutils, sep)")
     parser.add_argument("--detector", choices=("auto", "learned", "peaks"), default="auto",
                         help="centres of the avader method: the run's detector.keras (auto: when it has one)")
     parser.add_argument("--figure", action="store_true", help="also write figures/deblend_benchmark.png")
     parser.add_argument("--out", type=Path, help="JSON file (default benchmarks/results/deblend[_smoke].json)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    methods = tuple(m for m in args.methods.split(",") if m)
     started = time.time()
     detector = None
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,6 +94,9 @@ def main(argv=None) -> int:
             run = str(run_dir.path)
             n = args.n or (analysis.n_blends if analysis else 200)
             steps = args.steps or (analysis.deblend_steps if analysis else 150)
+        methods = (tuple(m for m in args.methods.split(",") if m) if args.methods else
+                   ("avader",) + (("avader_peaks",) if detector is not None else ()) +
+                   ("avader_true_centres", "photutils", "sep"))
         blends = args.blends or Path(tmp) / f"blends_{n}_{args.seed}.fits"
         results = run_benchmark(model, blends, n, steps, methods, seed=args.seed, detector=detector)
     results.update(run=run, blends=str(args.blends) if args.blends else f"simulated, seed {args.seed}",

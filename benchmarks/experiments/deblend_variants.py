@@ -26,6 +26,18 @@ from avader.simulate import simulate
 from avader.training import load_run_model
 
 
+def blend_set(profile: str, seed: int, n: int) -> GalaxySet:
+    """The profile's blend set of a seed: ``ensure_blends`` for the profile's own seed, else a file of its own
+    (so that the profile's blend set stays as it is), simulated on first use."""
+    config = load_config(profile, [f"seed={seed}"])
+    if seed == load_config(profile).seed:
+        return GalaxySet.read(ensure_blends(config, n=n))
+    path = paths.processed_dir() / f"blends_{profile}_seed{seed}.fits"
+    if not path.is_file():
+        simulate(n, image_size=config.data.image_size, seed=seed, config=config.simulation, out=path, blends=True)
+    return GalaxySet.read(path)
+
+
 def main(argv) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run")
@@ -36,15 +48,7 @@ def main(argv) -> int:
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--detector", help="run directory whose detector.keras gives avader's centres[:threshold]")
     args = parser.parse_args(argv)
-    config = load_config(args.profile, [f"seed={args.seed}"])
-    if args.seed == load_config(args.profile).seed:
-        path = ensure_blends(config, n=args.n)
-    else:  # another seed: its own file, so that the profile's blend set stays as it is
-        path = paths.processed_dir() / f"blends_{args.profile}_seed{args.seed}.fits"
-        if not path.is_file():
-            simulate(args.n, image_size=config.data.image_size, seed=args.seed, config=config.simulation, out=path,
-                     blends=True)
-    blends = GalaxySet.read(path)
+    blends = blend_set(args.profile, args.seed, args.n)
     model = load_run_model(paths.runs_dir() / args.run)
     options = json.loads(args.options)
     methods = args.methods.split(",")

@@ -21,25 +21,12 @@ import shutil
 import sys
 
 import numpy as np
+from deblend_variants import blend_set  # the same blend files (this folder is on sys.path when run as a script)
 
 from avader import paths
-from avader.config import load_config
-from avader.data import GalaxySet, ensure_blends
 from avader.deblend_benchmark import _truth, match_sources
 from avader.deblending import FLUX_RATIO_BINS, detect
 from avader.detector import find_peaks, load_detector, train_detector
-from avader.simulate import simulate
-
-
-def blend_set(profile: str, seed: int, n: int) -> GalaxySet:
-    """The profile's blend set of a seed (the same files as deblend_variants.py)."""
-    config = load_config(profile, [f"seed={seed}"])
-    if seed == load_config(profile).seed:
-        return GalaxySet.read(ensure_blends(config, n=n))
-    path = paths.processed_dir() / f"blends_{profile}_seed{seed}.fits"
-    if not path.is_file():
-        simulate(n, image_size=config.data.image_size, seed=seed, config=config.simulation, out=path, blends=True)
-    return GalaxySet.read(path)
 
 
 def scores(found, centres, r_half, n_src, ratio) -> dict:
