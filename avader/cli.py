@@ -315,6 +315,9 @@ def _deblend_args(p):
                    help="score against the blend set's truth, with photutils and sep baselines (JSON and a figure)")
     p.add_argument("--n", type=int, help="benchmark: only the first N blends")
     p.add_argument("--steps", type=int, help="optimiser steps per blend (default: the run's analysis.deblend_steps)")
+    p.add_argument("--prior-weight", type=float, default=None,
+                   help="weight of the mixture prior against chi^2 / 2 in the fit "
+                        "(default: the run's analysis.deblend_prior_weight)")
     p.add_argument("--model-error", type=float, default=None,
                    help="fractional error of the decoded templates, added to the pixel noise in the fit "
                         "(default 0.3; 0: pixel noise alone); for the separation and the benchmark")
@@ -339,14 +342,15 @@ def cmd_deblend(args):
     if args.benchmark:
         results = benchmark_run(args.run, args.blends, out=args.out, n=args.n, steps=args.steps,
                                 overwrite=args.overwrite, progress=_progress(args), deblend_options=options,
-                                detector=args.detector)
+                                detector=args.detector, prior_weight=args.prior_weight)
         path = results["path"]
         log.info("acceptance checks: %s", results.get("bar"))
     else:
         if args.out is None:
             raise AvaderError("--out: needed to write the separated sources")
         path = deblend_run(args.run, args.blends, args.out, steps=args.steps, overwrite=args.overwrite,
-                           progress=_progress(args), detector=args.detector, **options)
+                           progress=_progress(args), detector=args.detector, prior_weight=args.prior_weight,
+                           **options)
     print(path)
     return 0
 

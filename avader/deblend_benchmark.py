@@ -361,7 +361,7 @@ def _bar(ours: dict, theirs: dict) -> dict:
 
 def benchmark_run(run_dir, blends_file, out=None, n: int | None = None, steps: int | None = None,
                   overwrite: bool = False, progress: bool = True, deblend_options=None, detector="auto",
-                  methods=None) -> dict:
+                  methods=None, prior_weight: float | None = None) -> dict:
     """Run :func:`benchmark` with a run's model on a blend set and store the results.
 
     Parameters
@@ -386,12 +386,15 @@ def benchmark_run(run_dir, blends_file, out=None, n: int | None = None, steps: i
         run's learned detector when it has one.
     methods : sequence of str, optional
         Default: avader, photutils and sep, and ``avader_peaks`` too when avader uses a learned detector.
+    prior_weight : float, optional
+        Weight of the mixture prior in avader's fit; default ``analysis.deblend_prior_weight`` of the run.
 
     Returns
     -------
     dict
         The results of :func:`benchmark`, with ``path`` (the JSON file written).
     """
+    from .config import AnalysisConfig
     from .data import GalaxySet
     from .detector import resolve_detector
     from .runs import RunDir, write_json_atomic
@@ -401,12 +404,14 @@ def benchmark_run(run_dir, blends_file, out=None, n: int | None = None, steps: i
     target = Path(out) if out else run / "deblend_benchmark.json"
     if target.exists() and not overwrite:
         raise AvaderError(f"{target}: exists; pass overwrite=True (--overwrite) to replace it")
-    steps = steps or run.load_config().analysis.deblend_steps
+    analysis = run.load_config().analysis if run.exists() else AnalysisConfig()  # model.keras alone: defaults
+    steps = steps or analysis.deblend_steps
+    prior_weight = analysis.deblend_prior_weight if prior_weight is None else prior_weight
     detector = resolve_detector(run.path, detector)
     if methods is None:
         methods = ("avader", "avader_peaks", "photutils", "sep") if detector is not None else ("avader", "photutils", "sep")
     results = benchmark(load_run_model(run.path), GalaxySet.read(blends_file), methods=methods, n=n, steps=steps,
-                        progress=progress, deblend_options=deblend_options, detector=detector)
+                        prior_weight=prior_weight, progress=progress, deblend_options=deblend_options, detector=detector)
     results["blends_file"] = str(Path(blends_file).resolve())
     results["run"] = str(run.path)
     write_json_atomic(target, results, overwrite=True)

@@ -949,7 +949,8 @@ def remove_companion(model, images, companion_components, min_responsibility: fl
 
 
 # --------------------------------------------------------------------------- files
-def deblend_run(run_dir, blends_file, out, steps: int | None = None, tol: float = 1e-4, prior_weight: float = 1.0,
+def deblend_run(run_dir, blends_file, out, steps: int | None = None, tol: float = 1e-4,
+                prior_weight: float | None = None,
                 use_catalog_centres: bool = False, max_sources: int = 4, batch_size: int = 32, chunk: int = 256,
                 model_error: float = DEFAULT_MODEL_ERROR, symmetry: float = DEFAULT_SYMMETRY, detector="auto",
                 overwrite: bool = False, progress: bool = True) -> Path:
@@ -973,6 +974,9 @@ def deblend_run(run_dir, blends_file, out, steps: int | None = None, tol: float 
         File to write.
     steps : int, optional
         Default: the run's ``analysis.deblend_steps``.
+    prior_weight : float, optional
+        Weight of the mixture prior in the fit (:func:`deblend`); default the run's
+        ``analysis.deblend_prior_weight``. Header ``PRIORW``.
     use_catalog_centres : bool
         Start from the catalogue's ``x_k``, ``y_k`` instead of detecting sources.
     model_error : float
@@ -989,6 +993,7 @@ def deblend_run(run_dir, blends_file, out, steps: int | None = None, tol: float 
     -------
     Path
     """
+    from .config import AnalysisConfig
     from .data import GalaxySet, GalaxySetWriter
     from .detector import resolve_detector
     from .runs import RunDir
@@ -997,8 +1002,9 @@ def deblend_run(run_dir, blends_file, out, steps: int | None = None, tol: float 
     run = RunDir(run_dir)
     model = load_run_model(run.path)
     detector = None if use_catalog_centres else resolve_detector(run.path, detector)
-    if steps is None:
-        steps = run.load_config().analysis.deblend_steps if run.exists() else 150
+    analysis = run.load_config().analysis if run.exists() else AnalysisConfig()  # model.keras alone: defaults
+    steps = analysis.deblend_steps if steps is None else steps
+    prior_weight = analysis.deblend_prior_weight if prior_weight is None else prior_weight
     blendset = GalaxySet.read(blends_file)
     n, h, w = blendset.shape
     size = model.model_config.image_size

@@ -431,6 +431,34 @@ def test_deblend_cli_passes_the_model_error_and_symmetry(analytic_model, blend_s
     assert settings["model_error"] == 0.1 and settings["symmetry"] == 5.0
 
 
+def test_the_prior_weight_comes_from_the_run_unless_given(analytic_model, blend_set, tmp_path):
+    """deblend_run, benchmark_run and the CLI take the fit's prior weight from analysis.deblend_prior_weight."""
+    from avader.cli import main
+    from avader.config import load_config
+    from avader.data import GalaxySet
+    from avader.deblending import benchmark_run, deblend_run
+    from avader.runs import RunDir
+
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    run.write_config(load_config("smoke", ["analysis.deblend_prior_weight=2.5", "analysis.detector_blends=0"]))
+    analytic_model.save(run.path / "model.keras")
+    blends = tmp_path / "blends.fits"
+    blend_set.write(blends)
+    out = deblend_run(run.path, blends, tmp_path / "a.fits", steps=2, max_sources=2, progress=False)
+    assert GalaxySet.read(out).meta["PRIORW"] == 2.5
+    out = deblend_run(run.path, blends, tmp_path / "b.fits", steps=2, max_sources=2, prior_weight=0.5, progress=False)
+    assert GalaxySet.read(out).meta["PRIORW"] == 0.5
+    result = benchmark_run(run.path, blends, out=tmp_path / "b.json", n=2, steps=2, progress=False,
+                           methods=("avader_true_centres",))
+    assert result["settings"]["prior_weight"] == 2.5
+    assert main(["deblend", "--run", str(run.path), "--blends", str(blends), "--steps", "2", "--prior-weight", "4",
+                 "--out", str(tmp_path / "c.fits")]) == 0
+    assert GalaxySet.read(tmp_path / "c.fits").meta["PRIORW"] == 4.0
+    with pytest.raises(AvaderError, match="deblend_prior_weight: must be >= 0"):
+        load_config("smoke", ["analysis.deblend_prior_weight=-1"])
+
+
 def test_load_image_png_and_fits(tmp_path):
     from astropy.io import fits
     from PIL import Image
