@@ -45,7 +45,7 @@ def _smoke_model():
 
 
 def run_benchmark(model, blends_path, n: int, steps: int, methods, seed: int = 0, image_size: int | None = None,
-                  detector=None) -> dict:
+                  detector=None, prior_weight: float = 1.0) -> dict:
     """Simulate ``n`` blends into ``blends_path`` when it does not exist, then benchmark ``model`` on them."""
     from avader.data import GalaxySet
     from avader.deblending import benchmark
@@ -56,7 +56,7 @@ def run_benchmark(model, blends_path, n: int, steps: int, methods, seed: int = 0
     if not blends_path.is_file():
         simulate(n, image_size=size, seed=seed, blends=True, out=blends_path, workers=1, progress=False)
     blendset = GalaxySet.read(blends_path)
-    return benchmark(model, blendset, methods=methods, n=n, steps=steps, detector=detector)
+    return benchmark(model, blendset, methods=methods, n=n, steps=steps, detector=detector, prior_weight=prior_weight)
 
 
 def main(argv=None) -> int:
@@ -68,6 +68,8 @@ def main(argv=None) -> int:
     parser.add_argument("--blends", type=Path, help="blend set (default: simulate one with --seed)")
     parser.add_argument("--n", type=int, help="blends to use (default: the run's analysis.n_blends)")
     parser.add_argument("--steps", type=int, help="optimiser steps (default: the run's analysis.deblend_steps)")
+    parser.add_argument("--prior-weight", type=float,
+                        help="mixture prior in the fit (default: the run's analysis.deblend_prior_weight)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the simulated blend set (default 1)")
     parser.add_argument("--methods", help="comma-separated (default: avader, avader_peaks when avader uses a "
                                           "learned detector, avader_true_centres, photutils, sep)")
@@ -82,7 +84,9 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         if args.smoke:
             model, run, n, steps = _smoke_model(), "untrained smoke model", args.n or 4, args.steps or 5
+            prior_weight = 1.0 if args.prior_weight is None else args.prior_weight
         else:
+            from avader.config import AnalysisConfig
             from avader.detector import resolve_detector
             from avader.runs import RunDir
             from avader.training import load_run_model
@@ -90,15 +94,17 @@ def main(argv=None) -> int:
             run_dir = RunDir(args.run)
             model = load_run_model(run_dir.path)
             detector = resolve_detector(run_dir.path, args.detector)
-            analysis = run_dir.load_config().analysis if run_dir.exists() else None
+            analysis = run_dir.load_config().analysis if run_dir.exists() else AnalysisConfig()
             run = str(run_dir.path)
-            n = args.n or (analysis.n_blends if analysis else 200)
-            steps = args.steps or (analysis.deblend_steps if analysis else 150)
+            n = args.n or analysis.n_blends
+            steps = args.steps or analysis.deblend_steps
+            prior_weight = analysis.deblend_prior_weight if args.prior_weight is None else args.prior_weight
         methods = (tuple(m for m in args.methods.split(",") if m) if args.methods else
                    ("avader",) + (("avader_peaks",) if detector is not None else ()) +
                    ("avader_true_centres", "photutils", "sep"))
         blends = args.blends or Path(tmp) / f"blends_{n}_{args.seed}.fits"
-        results = run_benchmark(model, blends, n, steps, methods, seed=args.seed, detector=detector)
+        results = run_benchmark(model, blends, n, steps, methods, seed=args.seed, detector=detector,
+                                prior_weight=prior_weight)
     results.update(run=run, blends=str(args.blends) if args.blends else f"simulated, seed {args.seed}",
                    seconds=round(time.time() - started, 1), load_average=list(os.getloadavg()),
                    machine=machine_info(with_devices=True))

@@ -33,8 +33,9 @@ def blend_set(profile: str, seed: int, n: int) -> GalaxySet:
     if seed == load_config(profile).seed:
         return GalaxySet.read(ensure_blends(config, n=n))
     path = paths.processed_dir() / f"blends_{profile}_seed{seed}.fits"
-    if not path.is_file():
-        simulate(n, image_size=config.data.image_size, seed=seed, config=config.simulation, out=path, blends=True)
+    if not path.is_file() or len(GalaxySet.read(path)) != n:   # a set of another size: simulated anew (seeded)
+        simulate(n, image_size=config.data.image_size, seed=seed, config=config.simulation, out=path, blends=True,
+                 overwrite=True)
     return GalaxySet.read(path)
 
 
