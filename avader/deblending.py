@@ -570,7 +570,10 @@ def deblend(model, blends, centres=None, noise_sigma=None, background=None, psf_
         A blend stops once its relative loss change stays below ``tol`` for ``patience`` steps.
     patience : int
     prior_weight : float
-        Weight of the mixture log prior against chi^2 / 2 (1: the posterior mode).
+        Weight of the mixture log prior against chi^2 / 2 (1: the posterior mode under the fit's noise
+        model). Runs take it from ``analysis.deblend_prior_weight`` (quick profile: 10, chosen on blends
+        no benchmark uses): the sharper the decoder, the more its fit needs the prior to stay on the
+        galaxies it draws well (``benchmarks/experiments/README.md``, session 9).
     zoom_widths : (float, float)
         Widths of the Gaussian priors on log zoom of the brightest source (centred on 1: the
         field is scaled to the main galaxy, as in training) and of the others (centred on their
