@@ -161,6 +161,7 @@ class TrainingConfig:
     precision: str = "float32"       # "float32", "mixed_bfloat16", "mixed_float16" or "auto" (bf16 where the CPU/GPU has it)
     deterministic: bool = False      # TensorFlow deterministic ops (slower; bit-reproducible on one machine)
     baseline_vae: bool = False       # also train a plain VAE of the same architecture and budget (generation baseline)
+    baseline_kl_weight: float = -1.0  # the baseline's KL weight after the shared warm-up (-1 = the warm-up's)
 
     def validate(self) -> None:
         if self.batch_size < 1:
@@ -182,6 +183,8 @@ class TrainingConfig:
                 raise AvaderError(f"{key}: must not be negative, got {getattr(self, key)}")
         if self.init_seed < -1:
             raise AvaderError(f"init_seed: must be -1 (the run's seed) or a seed >= 0, got {self.init_seed}")
+        if not (self.baseline_kl_weight == -1 or self.baseline_kl_weight >= 0):
+            raise AvaderError(f"baseline_kl_weight: must be -1 (the warm-up's) or >= 0, got {self.baseline_kl_weight}")
         if self.balance_weight < 0:
             raise AvaderError(f"balance_weight: must not be negative, got {self.balance_weight}")
         if self.learning_rate <= 0:

@@ -523,7 +523,8 @@ def _train_baseline_vae(config, galaxies, split, run, strategy, verbose, steps, 
     """A plain VAE with the same architecture and epoch budget as the VaDE run.
 
     It shares the warm-up (phase 1 is exactly a plain VAE) and then continues as a VAE with a
-    standard-normal prior for the epochs VaDE spent in phase 3, with the same schedule, then
+    standard-normal prior for the epochs VaDE spent in phase 3, with the same schedule and the KL
+    weight ``training.baseline_kl_weight`` (by default the warm-up's), then
     fits its decoder alone for ``decoder_epochs`` as the VaDE run does in phase 4; saved
     as ``baseline_vae.keras`` with its own ``baseline_history.csv``.
     """
@@ -543,7 +544,8 @@ def _train_baseline_vae(config, galaxies, split, run, strategy, verbose, steps, 
     if warm is not None:
         baseline.load_weights(warm)
     first = tc.warmup_epochs if warm is not None else 0
-    baseline.set_mode("vae", latent_weight=tc.warmup_kl_weight if tc.warmup_mode == "vae" else 1.0)
+    kl_weight = tc.warmup_kl_weight if tc.warmup_mode == "vae" else 1.0
+    baseline.set_mode("vae", latent_weight=kl_weight if tc.baseline_kl_weight == -1 else tc.baseline_kl_weight)
     rows = []
     phase = ["baseline_vae"]
 

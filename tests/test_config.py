@@ -102,3 +102,10 @@ def test_exponent_without_dot_is_a_float():
     assert load_config("smoke", ["training.learning_rate=3e-4"]).training.learning_rate == 3e-4
     with pytest.raises(AvaderError, match=r"training\.learning_rate: expected float, got str 'fast'"):
         load_config("smoke", ["training.learning_rate=fast"])
+
+
+def test_baseline_kl_weight_is_minus_one_or_not_negative():
+    assert load_config("smoke").training.baseline_kl_weight == -1.0
+    assert load_config("smoke", ["training.baseline_kl_weight=0.005"]).training.baseline_kl_weight == 0.005
+    with pytest.raises(AvaderError, match="baseline_kl_weight: must be -1"):
+        load_config("smoke", ["training.baseline_kl_weight=-0.5"])

@@ -104,11 +104,14 @@ def test_fit_mixture_recovers_separated_clusters():
 
 
 def test_smoke_run_writes_everything(blobs, tmp_path):
-    config = load_config("smoke", TINY + ["training.baseline_vae=true"])
+    config = load_config("smoke", TINY + ["training.baseline_vae=true", "training.baseline_kl_weight=0.25"])
     run = train(config, data=blobs, run_dir=tmp_path / "run", progress=False)
     for name in ("config.yaml", "manifest.json", "model.keras", "history.csv", "split.csv", "baseline_vae.keras",
                  "baseline_history.csv"):
         assert (run / name).is_file(), name
+    baseline_weights = [float(row.split(",")[3]) for row in
+                        (run / "baseline_history.csv").read_text().strip().splitlines()[1:]]
+    assert baseline_weights and all(w == pytest.approx(0.25) for w in baseline_weights)  # not the warm-up's
     history = read_history(run)
     assert list(history["phase"]) == ["warmup", "vade", "vade"]
     for key in ("loss", "reconstruction_loss", "kl_loss", "val_loss"):
