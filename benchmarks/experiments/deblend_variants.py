@@ -33,9 +33,13 @@ def blend_set(profile: str, seed: int, n: int) -> GalaxySet:
     if seed == load_config(profile).seed:
         return GalaxySet.read(ensure_blends(config, n=n))
     path = paths.processed_dir() / f"blends_{profile}_seed{seed}.fits"
-    if not path.is_file() or len(GalaxySet.read(path)) != n:   # a set of another size: simulated anew (seeded)
-        simulate(n, image_size=config.data.image_size, seed=seed, config=config.simulation, out=path, blends=True,
-                 overwrite=True)
+    if path.is_file():
+        blends = GalaxySet.read(path)
+        if len(blends) == n:
+            return blends
+    # none yet, or a set of another size: simulated anew (seeded, so the first blends stay the same)
+    simulate(n, image_size=config.data.image_size, seed=seed, config=config.simulation, out=path, blends=True,
+             overwrite=True)
     return GalaxySet.read(path)
 
 
