@@ -92,6 +92,8 @@ def _simulate_args(p):
     p.add_argument("--out", type=Path, required=True, help="GalaxySet file to write")
     p.add_argument("--workers", type=int, help="processes (default: all cores)")
     p.add_argument("--shard", help="k/n: render only the k-th of n contiguous blocks of ids")
+    p.add_argument("--first-id", type=int, default=0,
+                   help="id of the first galaxy (default 0); disjoint ids of one seed are independent draws")
     p.add_argument("--blends", action="store_true", help="blend set: 2-3 overlapping galaxies with their components")
     p.add_argument("--profile", help="take the simulation settings from this profile (default: built-in defaults)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="simulation.KEY=VALUE",
@@ -102,6 +104,7 @@ def _simulate_args(p):
 @command("simulate", "simulate SDSS-like galaxies with ground truth (GalSim) into a GalaxySet",
          "examples:\n  avader simulate --n 3000 --size 64 --out data/processed/sims.fits\n"
          "  avader simulate --n 200000 --size 128 --shard 0/4 --out part0.fits\n"
+         "  avader simulate --n 2000 --size 64 --first-id 2000000 --out unseen.fits\n"
          "  avader simulate --n 500 --size 64 --blends --out blends.fits")
 def cmd_simulate(args):
     from .simulate import SimulationConfig, simulate
@@ -113,6 +116,7 @@ def cmd_simulate(args):
         sim_config = load_config(args.profile or "quick", args.overrides).simulation
     path = simulate(args.n, image_size=args.size, seed=args.seed, config=sim_config, out=args.out,
                     workers=args.workers, shard=args.shard, blends=args.blends, overwrite=args.overwrite,
+                    first_id=args.first_id,
                     progress=_progress(args))
     log.info("wrote %s", path)
     return 0

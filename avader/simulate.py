@@ -37,10 +37,11 @@ import numpy as np
 
 from .errors import AvaderError
 
-__all__ = ["SimulationConfig", "FAMILIES", "MIN_IMAGE_SIZE", "simulate", "render_galaxy", "render_blend"]
+__all__ = ["SimulationConfig", "FAMILIES", "HELDOUT_ID_START", "MIN_IMAGE_SIZE", "simulate", "render_galaxy", "render_blend"]
 
 log = logging.getLogger(__name__)
 
+HELDOUT_ID_START = 2_000_000  # first id of a profile's held-out comparison set (training sets use ids 0 .. n - 1)
 FAMILIES = ("spheroid", "early", "late", "irregular")  # family_code is the index in this tuple
 MIN_IMAGE_SIZE = 16  # pixels per side
 MAX_SOURCES = 3  # galaxies per blend (COMPONENTS slots)
@@ -670,13 +671,13 @@ def _meta(cfg: SimulationConfig, n: int, size: int, seed: int, blends: bool, sha
 
 def simulate(n: int, image_size: int = 64, seed: int = 0, config: SimulationConfig | None = None, out=None,
              workers: int | None = None, shard=None, blends: bool = False, overwrite: bool = False,
-             progress: bool = True):
+             progress: bool = True, first_id: int = 0):
     """Simulate a catalogue of ``n`` SDSS-like galaxies (or blends) with ground truth.
 
     Parameters
     ----------
     n : int
-        Size of the whole catalogue (ids 0 .. n - 1), at least 1.
+        Size of the whole catalogue (ids ``first_id`` .. ``first_id + n - 1``), at least 1.
     image_size : int
         Pixels per side, at least 16.
     seed : int
@@ -698,6 +699,11 @@ def simulate(n: int, image_size: int = 64, seed: int = 0, config: SimulationConf
         Replace an existing ``out``.
     progress : bool
         Show a tqdm progress bar.
+    first_id : int
+        Id of the catalogue's first galaxy (>= 0). Galaxy ``i`` of a seed is the same whatever
+        catalogue holds it, so sets with disjoint ids are independent draws from the same population
+        (the held-out comparison set of :func:`avader.data.ensure_heldout` starts at
+        ``HELDOUT_ID_START``).
 
     Returns
     -------
@@ -715,6 +721,8 @@ def simulate(n: int, image_size: int = 64, seed: int = 0, config: SimulationConf
     if blends and cfg.stretch != "linear":
         raise AvaderError(f"stretch: blends need the linear stretch, got {cfg.stretch!r}")
     start, stop, shard_text = _parse_shard(shard, n)
+    offset = _check_int("first_id", first_id, 0)
+    start, stop = start + offset, stop + offset
     workers = _check_int("workers", (os.cpu_count() or 1) if workers is None else workers, 1)
     dtype = "float32" if blends else cfg.image_dtype
     count = stop - start

@@ -33,3 +33,14 @@ def test_info_prints_versions(capsys):
 def test_python_m_avader_help():
     result = subprocess.run([sys.executable, "-m", "avader", "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "usage: avader" in result.stdout
+
+
+def test_simulate_first_id_writes_an_independent_draw(tmp_path):
+    from avader.data import GalaxySet
+
+    assert main(["simulate", "--n", "3", "--size", "16", "--workers", "1", "--quiet", "--first-id", "500",
+                 "--out", str(tmp_path / "unseen.fits")]) == 0
+    assert GalaxySet.read(tmp_path / "unseen.fits").ids.tolist() == [500, 501, 502]
+    assert main(["simulate", "--n", "3", "--size", "16", "--workers", "1", "--quiet", "--first-id", "-2",
+                 "--out", str(tmp_path / "bad.fits")]) == 2
+    assert not (tmp_path / "bad.fits").exists()

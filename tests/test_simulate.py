@@ -129,6 +129,18 @@ def test_shards_concatenate_to_the_whole():
     _same_catalog(vstack([p.catalog for p in parts]), whole.catalog)
 
 
+def test_first_id_draws_the_same_galaxies_as_the_whole_catalogue():
+    whole = simulate(10, 24, seed=7, workers=1, progress=False)
+    tail = simulate(4, 24, seed=7, workers=1, progress=False, first_id=6)
+    assert tail.ids.tolist() == [6, 7, 8, 9] and tail.meta["IDSTART"] == 6
+    np.testing.assert_array_equal(tail.images, whole.images[6:])
+    other = simulate(3, 24, seed=7, workers=1, progress=False, first_id=1000)
+    assert other.ids.tolist() == [1000, 1001, 1002]
+    assert not np.array_equal(other.images, whole.images[:3])
+    with pytest.raises(AvaderError, match="first_id"):
+        simulate(3, 24, seed=7, workers=1, progress=False, first_id=-1)
+
+
 def test_stream_to_file_equals_memory_and_refuses_overwrite(tmp_path):
     path = simulate(24, 32, seed=3, workers=1, progress=False, out=tmp_path / "set.fits")
     back = GalaxySet.read(path)
