@@ -29,6 +29,7 @@ _EXPORTS = {
     "env_profile": "config",
     "ensure_dataset": "data",
     "ensure_blends": "data",
+    "ensure_heldout": "data",
     "notebook_config": "config",
     "save_figure": "plotting",
     "train": "training",

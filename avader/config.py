@@ -205,6 +205,7 @@ class AnalysisConfig:
     examples_per_component: int = 8  # images per component in example figures
     generate_per_component: int = 45  # generated galaxies per component (paper: 45)
     generation_scale: float = 0.5    # sample z ~ N(u_c, scale * lambda_c) (paper: 1/2)
+    heldout_galaxies: int = 2000     # simulated galaxies never trained on, the realism report's real sample (0: none)
     reduced_exclude: tuple = ()      # components to re-assign in the reduced scheme (empty = from truth)
     n_blends: int = 200              # blends in the deblending benchmark
     deblend_steps: int = 150         # optimiser steps per latent-space deblend
@@ -217,6 +218,8 @@ class AnalysisConfig:
     def validate(self) -> None:
         if self.batch_size < 1:
             raise AvaderError(f"batch_size: must be at least 1, got {self.batch_size}")
+        if self.heldout_galaxies < 0:
+            raise AvaderError(f"heldout_galaxies: must be >= 0, got {self.heldout_galaxies}")
         if self.generation_scale <= 0:
             raise AvaderError(f"generation_scale: must be positive, got {self.generation_scale}")
         if not self.deblend_prior_weight >= 0:

@@ -33,6 +33,7 @@ __all__ = [
     "make_dataset",
     "ensure_dataset",
     "ensure_blends",
+    "ensure_heldout",
 ]
 
 log = logging.getLogger(__name__)
@@ -494,18 +495,20 @@ def make_dataset(galaxyset: GalaxySet, batch_size: int, shuffle: bool = True, se
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _simulation_current(path: Path, shape: tuple, config) -> bool:
-    """Whether ``path`` holds the simulation ``config`` asks for: same shape, seed and simulation settings."""
+def _simulation_current(path: Path, shape: tuple, config, first_id: int = 0) -> bool:
+    """Whether ``path`` holds the simulation ``config`` asks for: same shape, seed, settings and first id."""
     if not path.is_file():
         return False
     from .simulate import config_digest
 
     existing = GalaxySet.read(path, validate=False)
-    found = (existing.shape, existing.meta.get("SEED", config.seed), existing.meta.get("SIMCFG"))
-    wanted = (tuple(shape), config.seed, config_digest(config.simulation))
+    found = (existing.shape, existing.meta.get("SEED", config.seed), existing.meta.get("SIMCFG"),
+             existing.meta.get("IDSTART", 0))
+    wanted = (tuple(shape), config.seed, config_digest(config.simulation), int(first_id))
     if found == wanted:
         return True
-    log.info("%s holds %s images (seed %s, settings %s); the profile asks for %s (seed %s, settings %s): "
+    log.info("%s holds %s images (seed %s, settings %s, first id %s); the profile asks for %s (seed %s, "
+             "settings %s, first id %s): "
              "simulating afresh", path, *found, *wanted)
     return False
 
@@ -566,3 +569,40 @@ def ensure_blends(config, n: int | None = None, progress: bool = True, workers: 
     log.info("simulating %d blends of %dx%d pixels -> %s", n, config.data.image_size, config.data.image_size, path)
     return simulate(n, image_size=config.data.image_size, seed=config.seed, config=config.simulation, out=path,
                     workers=workers, blends=True, overwrite=True, progress=progress)
+
+
+def ensure_heldout(config, n: int | None = None, progress: bool = True, workers: int | None = None) -> Path | None:
+    """A held-out comparison set for a simulated training set, built on first use.
+
+    ``n`` galaxies (default ``analysis.heldout_galaxies``) drawn from the same population as the
+    configuration's training set (its seed, image size and simulation settings) but with ids from
+    :data:`avader.simulate.HELDOUT_ID_START`, so that none of them was trained on or fitted:
+    ``data/processed/<training file stem>_heldout.fits``. The realism of generated galaxies is
+    measured against it (:func:`avader.generation.realism_report`).
+
+    Returns
+    -------
+    Path or None
+        None when the training set is not a simulation of ``config.simulation`` with the run's seed
+        (a real catalogue has no second draw: the report then holds out part of the training set),
+        or when ``n`` is 0.
+    """
+    from . import paths
+    from .simulate import HELDOUT_ID_START, config_digest, simulate
+
+    n = config.analysis.heldout_galaxies if n is None else int(n)
+    training = config.dataset_path()
+    if n <= 0 or not training.is_file():
+        return None
+    meta = GalaxySet.read(training, validate=False)
+    if (meta.meta.get("SOURCE") != "simulation" or meta.meta.get("BLENDS")
+            or meta.meta.get("SEED") != config.seed or meta.meta.get("SIMCFG") != config_digest(config.simulation)):
+        log.info("%s: not a simulation of this configuration; no held-out set", training)
+        return None
+    size = meta.shape[1:]
+    path = paths.processed_dir() / f"{training.stem}_heldout.fits"
+    if _simulation_current(path, (n, *size), config, first_id=HELDOUT_ID_START):
+        return path
+    log.info("simulating %d held-out galaxies (ids from %d) of %dx%d pixels -> %s", n, HELDOUT_ID_START, *size, path)
+    return simulate(n, image_size=size[0], seed=config.seed, config=config.simulation, out=path, workers=workers,
+                    overwrite=True, progress=progress, first_id=HELDOUT_ID_START)

@@ -235,3 +235,31 @@ def test_ensure_dataset_resimulates_when_the_simulation_settings_change(tmp_path
     second = GalaxySet.read(path)
     assert second.meta["SIMCFG"] != first.meta["SIMCFG"] and not second.meta["SKYCLIP"] and first.meta["SKYCLIP"]
     assert np.asarray(second.catalog["zero_level"]).min() > 0 == np.asarray(first.catalog["zero_level"]).max()
+
+
+def test_ensure_heldout_draws_new_galaxies_of_the_same_population(tmp_path, monkeypatch):
+    from avader.config import load_config
+    from avader.data import ensure_dataset, ensure_heldout
+    from avader.simulate import HELDOUT_ID_START
+
+    monkeypatch.setenv("AVADER_DATA", str(tmp_path))
+    config = load_config("smoke", ["data.n_galaxies=12"])
+    training = GalaxySet.read(ensure_dataset(config, progress=False, workers=1))
+    path = ensure_heldout(config, n=8, progress=False, workers=1)
+    heldout = GalaxySet.read(path)
+    assert path.name == "simulated_smoke_heldout.fits" and len(heldout) == 8
+    assert heldout.ids.tolist() == list(range(HELDOUT_ID_START, HELDOUT_ID_START + 8))
+    assert not set(heldout.ids.tolist()) & set(training.ids.tolist())
+    assert heldout.meta["SIMCFG"] == training.meta["SIMCFG"] and heldout.meta["SEED"] == training.meta["SEED"]
+    assert not any(np.array_equal(a, b) for a in heldout.images for b in training.images)
+    stamp = path.stat().st_mtime_ns
+    assert ensure_heldout(config, n=8, progress=False, workers=1) == path and path.stat().st_mtime_ns == stamp
+    assert len(GalaxySet.read(ensure_heldout(config, n=5, progress=False, workers=1))) == 5
+    assert ensure_heldout(config, n=0) is None
+    resolved = load_config("smoke", [f"data.path={training.path}"])  # as a run's config.yaml names it
+    assert ensure_heldout(resolved, n=8, progress=False, workers=1) == path
+    other = load_config("smoke", [f"data.path={training.path}", "seed=3"])
+    assert ensure_heldout(other, n=8) is None
+    real = GalaxySet(training.images, {"id": training.ids}, {"SOURCE": "images"})
+    real.write(tmp_path / "real.fits")
+    assert ensure_heldout(load_config("smoke", [f"data.path={tmp_path / 'real.fits'}"]), n=8) is None
