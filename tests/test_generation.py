@@ -318,6 +318,46 @@ def test_observation_model_for_a_squared_error_decoder():
     assert sky["direct"] > 1.3 * sky["reference"]  # the clipped-noise sky counted twice: 0.0118
 
 
+def test_noise_from_sky_pairs_each_decoded_galaxy_with_its_own_noise():
+    """A perfect squared-error decoder of each galaxy (E[clip(render + its own noise)]): its sky gives
+    back that galaxy's noise, and observed so it matches the noisy renders far better than with noise
+    levels drawn at random from the real images (the pairing of a galaxy and its noise matters after
+    the per-image stretch)."""
+    from avader.morphology import measure
+    from avader.simulate import render_galaxy
+
+    renders = [render_galaxy(i, seed=3, image_size=64, noise_free=True) for i in range(300)]
+    real = np.rint(np.stack([r[0] for r in renders]) * 255.0).astype(np.float32) / 255.0
+    clean = np.stack([r[2] for r in renders])
+    own = measure(real, statistics=("noise",), border=4)["noise"]
+    decoded = gen.clipped_mean(clean, own).astype(np.float32)
+    implied = gen.noise_from_sky(decoded)
+    assert np.median(implied / own) == pytest.approx(1.0, abs=0.08)  # measured: 1.03
+    assert np.percentile(implied / own, 95) < 1.5  # measured: 1.24 (wings reaching every side)
+    levels = gen.noise_levels(real, sample=None)
+    sky = gen.realism(real, gen.observe_expected(decoded, np.clip(implied, levels.min(), levels.max()), seed=1))
+    shuffled = gen.realism(real, gen.observe_expected(decoded, np.random.default_rng(0).choice(levels, 300), seed=1))
+    for name in ("axis_ratio", "concentration", "r_half"):
+        assert sky["statistics"][name]["wasserstein"] < 0.15, name  # measured: 0.02, 0.03, 0.06
+    assert sky["mean_wasserstein"] < 0.7 * shuffled["mean_wasserstein"]  # measured: 0.058 vs 0.123
+    flat = np.full((2, 16, 16), 0.04, np.float32)
+    np.testing.assert_allclose(gen.noise_from_sky(flat), np.sqrt(2 * np.pi) * 0.04, rtol=1e-6)
+    with pytest.raises(AvaderError, match="noise_from_sky"):
+        gen.noise_from_sky(flat[:, :6, :6])
+
+
+def test_report_noise_mode_checks_that_the_real_sky_is_clipped():
+    rng = np.random.default_rng(0)
+    clipped = np.clip(0.01 * rng.standard_normal((50, 32, 32)), 0, 1).astype(np.float32)
+    levels = gen.noise_levels(clipped, sample=None)
+    assert gen._noise_mode("sky", clipped, levels, 0) == "sky"
+    pedestal = (clipped + 0.2).astype(np.float32)  # sky not clipped at black: its mean says nothing of the noise
+    assert gen._noise_mode("sky", pedestal, gen.noise_levels(pedestal, sample=None), 0) == "random"
+    assert gen._noise_mode("random", clipped, levels, 0) == "random"
+    with pytest.raises(AvaderError, match="noise: expected one of sky, random"):
+        gen._noise_mode("own", clipped, levels, 0)
+
+
 def test_realism_per_component_compares_matching_components():
     small, large = _blobs(40, seed=2, width=(1.5, 2.0)), _blobs(40, seed=3, width=(4.0, 5.0))
     real = np.concatenate([small, large])
@@ -336,11 +376,14 @@ def test_realism_per_component_compares_matching_components():
         gen.realism_per_component(real, labels, generated, gen_labels[:5])
 
 
-def _tiny_run(tmp_path, model):
+def _tiny_run(tmp_path, model, sky_clipped=False):
     config = load_config("smoke", {"model.image_size": 16, "model.filters": [4, 4, 2], "model.kernel_sizes": [3, 3, 3],
                                    "model.latent_dim": 3, "model.n_components": 4, "data.image_size": 16,
                                    "training.batch_size": 16, "training.warmup_epochs": 1, "training.vade_periods": 0})
-    data = GalaxySet.from_arrays(_blobs(48, size=16, seed=9)).write(tmp_path / "real.fits")
+    images = _blobs(48, size=16, seed=9)
+    if sky_clipped:  # the sky at black with its noise clipped, as in the SDSS JPEGs and the simulated default
+        images = np.clip(images - np.median(images[:, :3], axis=(1, 2))[:, None, None], 0, 1)
+    data = GalaxySet.from_arrays(images).write(tmp_path / "real.fits")
     config = config.replace({"data.path": str(data)})
     run = RunDir(tmp_path / "run").create(config)
     model.save(run / "model.keras")
@@ -383,12 +426,30 @@ def test_baseline_and_realism_report_merge_into_metrics(model, tmp_path):
 
 
 def test_realism_report_observes_decoded_images_as_expected_observations(model, tmp_path, monkeypatch):
-    _, run, _ = _tiny_run(tmp_path, model)
+    _, run, _ = _tiny_run(tmp_path, model, sky_clipped=True)
     seen = []
     observe = gen.observe_expected
-    monkeypatch.setattr(gen, "observe_expected", lambda images, *a, **k: seen.append(len(images)) or observe(images, *a, **k))
-    gen.realism_report(run, n=20, seed=0, baseline=False, write=False)
+    sigmas = []
+
+    def spy(images, sigma, *a, **k):
+        seen.append(len(images))
+        sigmas.append((np.asarray(images), np.asarray(sigma)))
+        return observe(images, sigma, *a, **k)
+
+    monkeypatch.setattr(gen, "observe_expected", spy)
+    report = gen.realism_report(run, n=20, seed=0, baseline=False, write=False)
     assert seen == [20, 20]  # the generated galaxies and the reconstructions
+    real = GalaxySet.read(run.load_config().dataset_path())
+    levels = gen.noise_levels(real.get_images(np.sort(np.random.default_rng([0, 8]).choice(len(real), 20, False))))
+    assert report["noise"] == "sky"
+    for images, sigma in sigmas:  # each decoded image observed with the noise its own sky implies
+        np.testing.assert_allclose(sigma, np.clip(gen.noise_from_sky(images), levels.min(), levels.max()))
+    sigmas.clear()
+    assert gen.realism_report(run, n=20, seed=0, baseline=False, write=False, noise="random")["noise"] == "random"
+    for _, sigma in sigmas:  # drawn from the real images' levels
+        assert np.isin(sigma, levels).all()
+    with pytest.raises(AvaderError, match="noise: expected one of"):
+        gen.realism_report(run, n=20, seed=0, baseline=False, write=False, noise="loud")
 
 
 def test_expost_sampler_of_a_run_in_the_report_and_generate_run(model, tmp_path):
