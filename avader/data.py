@@ -594,12 +594,13 @@ def ensure_heldout(config, n: int | None = None, progress: bool = True, workers:
     training = config.dataset_path()
     if n <= 0 or not training.is_file():
         return None
-    meta = GalaxySet.read(training, validate=False)
-    if (meta.meta.get("SOURCE") != "simulation" or meta.meta.get("BLENDS")
-            or meta.meta.get("SEED") != config.seed or meta.meta.get("SIMCFG") != config_digest(config.simulation)):
+    existing = GalaxySet.read(training, validate=False)
+    meta = existing.meta
+    if (meta.get("SOURCE") != "simulation" or meta.get("BLENDS")
+            or meta.get("SEED") != config.seed or meta.get("SIMCFG") != config_digest(config.simulation)):
         log.info("%s: not a simulation of this configuration; no held-out set", training)
         return None
-    size = meta.shape[1:]
+    size = existing.shape[1:]
     path = paths.processed_dir() / f"{training.stem}_heldout.fits"
     if _simulation_current(path, (n, *size), config, first_id=HELDOUT_ID_START):
         return path

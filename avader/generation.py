@@ -587,14 +587,19 @@ def noise_levels(images, border: int = 4, sample: int | None = 1000, seed: int =
     The border estimate of :func:`avader.morphology.segment_main_source` (:func:`avader.morphology.sky_noise`
     of the pixels within ``border`` of the edge); at most ``sample`` images (None: all); non-finite dropped.
     """
+    noise = _sampled_noise(images, border, sample, seed)[1]
+    return noise[np.isfinite(noise)]
+
+
+def _sampled_noise(images, border: int, sample: int | None, seed: int):
+    """Rows of the seeded subsample of :func:`noise_levels` and their border noise (nan where undefined)."""
     from .morphology import measure
 
     images = np.asarray(images) if not hasattr(images, "shape") else images
     rows = np.arange(images.shape[0])
     if sample is not None and len(rows) > sample:
         rows = np.sort(np.random.default_rng(seed).choice(len(rows), size=sample, replace=False))
-    noise = measure(np.asarray(images[rows], dtype=np.float32), statistics=("noise",), border=border)["noise"]
-    return noise[np.isfinite(noise)]
+    return rows, measure(np.asarray(images[rows], dtype=np.float32), statistics=("noise",), border=border)["noise"]
 
 
 def noise_from_sky(images, border: int = 4) -> np.ndarray:
@@ -849,18 +854,17 @@ def _real_components(model, galaxies, rows, run, batch_size) -> np.ndarray:
 _NOISE_MODES = ("sky", "random")
 
 
-def _noise_mode(noise, real_images, levels, seed) -> str:
-    """``noise`` checked; ``"sky"`` falls back to ``"random"`` when the real images' sky is not clipped at black."""
+def _noise_mode(noise, images, measured) -> str:
+    """``noise`` checked; ``"sky"`` falls back to ``"random"`` when the real images' sky is not clipped at black.
+
+    ``images`` (n, h, w) real images and ``measured`` (n,) their border noise (nan where undefined).
+    """
     if noise not in _NOISE_MODES:
         raise AvaderError(f"noise: expected one of {', '.join(_NOISE_MODES)}, got {noise!r}")
-    if noise == "random" or not levels.size:
+    measured = np.asarray(measured, dtype=np.float64)
+    if noise == "random" or not np.isfinite(measured).any():
         return noise
-    rows = np.random.default_rng([seed, 10]).permutation(len(real_images))[:1000]
-    sample = np.asarray(real_images[np.sort(rows)], dtype=np.float32)
-    from .morphology import measure
-
-    measured = measure(sample, statistics=("noise",), border=4)["noise"]
-    implied = noise_from_sky(sample)
+    implied = noise_from_sky(images)
     good = np.isfinite(measured) & (measured > 0)
     ratio = float(np.median(implied[good] / measured[good])) if good.any() else float("nan")
     if not 0.67 <= ratio <= 1.5:
@@ -951,9 +955,10 @@ def realism_report(run_dir, data=None, n: int | None = 2000, seed: int = 0, scal
         rows = np.sort(np.random.default_rng([seed, 8]).choice(len(galaxies), size=int(n), replace=False))
     model = load_run_model(run.path)
     real_images = galaxies.get_images(rows)
-    levels = noise_levels(real_images, seed=seed)
+    noise_rows, measured = _sampled_noise(real_images, 4, 1000, seed)  # what noise_levels(real_images, seed=seed) measures
+    levels = measured[np.isfinite(measured)]
     floor = float(2.0 * np.median(levels)) if levels.size else 0.0
-    noise = _noise_mode(noise, real_images, levels, seed)
+    noise = _noise_mode(noise, real_images[noise_rows], measured)
     rng = np.random.default_rng([seed, 9])
 
     def observed(images):

@@ -349,13 +349,14 @@ def test_noise_from_sky_pairs_each_decoded_galaxy_with_its_own_noise():
 def test_report_noise_mode_checks_that_the_real_sky_is_clipped():
     rng = np.random.default_rng(0)
     clipped = np.clip(0.01 * rng.standard_normal((50, 32, 32)), 0, 1).astype(np.float32)
-    levels = gen.noise_levels(clipped, sample=None)
-    assert gen._noise_mode("sky", clipped, levels, 0) == "sky"
+    measured = gen._sampled_noise(clipped, 4, None, 0)[1]
+    np.testing.assert_array_equal(measured, gen.noise_levels(clipped, sample=None))
+    assert gen._noise_mode("sky", clipped, measured) == "sky"
     pedestal = (clipped + 0.2).astype(np.float32)  # sky not clipped at black: its mean says nothing of the noise
-    assert gen._noise_mode("sky", pedestal, gen.noise_levels(pedestal, sample=None), 0) == "random"
-    assert gen._noise_mode("random", clipped, levels, 0) == "random"
+    assert gen._noise_mode("sky", pedestal, gen._sampled_noise(pedestal, 4, None, 0)[1]) == "random"
+    assert gen._noise_mode("random", clipped, measured) == "random"
     with pytest.raises(AvaderError, match="noise: expected one of sky, random"):
-        gen._noise_mode("own", clipped, levels, 0)
+        gen._noise_mode("own", clipped, measured)
 
 
 def test_realism_per_component_compares_matching_components():
