@@ -328,6 +328,9 @@ def _deblend_args(p):
     p.add_argument("--symmetry", type=float, default=None,
                    help="sigma of the refine pass's search for light breaking the main galaxy's symmetry "
                         "(default 8; 0: off)")
+    p.add_argument("--shares", choices=("symmetric", "model"), default=None,
+                   help="how fluxes share each pixel among a blend's sources: in proportion to the fitted models "
+                        "capped by each source's symmetric light (symmetric, default) or to the models alone")
     p.add_argument("--detector", choices=("auto", "learned", "peaks"), default="auto",
                    help="source centres: the run's learned detector (avader train-detector), peak detection, "
                         "or auto (the learned one when the run has it; default)")
@@ -341,8 +344,8 @@ def _deblend_args(p):
 def cmd_deblend(args):
     from .deblending import benchmark_run, deblend_run
 
-    options = {key: value for key, value in (("model_error", args.model_error), ("symmetry", args.symmetry))
-               if value is not None}
+    options = {key: value for key, value in (("model_error", args.model_error), ("symmetry", args.symmetry),
+                                             ("shares", args.shares)) if value is not None}
     if args.benchmark:
         results = benchmark_run(args.run, args.blends, out=args.out, n=args.n, steps=args.steps,
                                 overwrite=args.overwrite, progress=_progress(args), deblend_options=options,

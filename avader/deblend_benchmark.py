@@ -19,6 +19,7 @@ import numpy as np
 
 from .deblending import (
     DEFAULT_MODEL_ERROR,
+    DEFAULT_SHARES,
     DEFAULT_SYMMETRY,
     FLUX_RATIO_BINS,
     SEPARATION_BINS,
@@ -297,7 +298,7 @@ def benchmark(model, blendset, methods=("avader", "photutils", "sep"), n: int | 
     ratio = np.asarray(cat["flux_ratio"], np.float64)[rows_idx]
     fit_options = {"steps": steps, "tol": tol, "prior_weight": prior_weight, "batch_size": batch_size,
                    "model_error": DEFAULT_MODEL_ERROR, "symmetry": DEFAULT_SYMMETRY,
-                   "progress": progress, **(deblend_options or {})}
+                   "shares": DEFAULT_SHARES, "progress": progress, **(deblend_options or {})}
     if known and "psf_fwhm_pix" in cat.colnames:
         fit_options.setdefault("psf_fwhm", np.asarray(cat["psf_fwhm_pix"], np.float64)[rows_idx])
     columns = ("method", "blend", "source", "n_sources", "separation_rhalf", "flux_ratio", "matched", *_METRICS)

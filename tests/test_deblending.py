@@ -292,6 +292,34 @@ def test_model_error_keeps_a_template_mismatch_from_moving_light_between_sources
             deblend(analytic_model, blend, model_error=bad, **kwargs)
 
 
+def test_symmetric_shares_keep_a_spilling_template_from_taking_its_neighbours_light():
+    from avader.deblending import _data_shares
+
+    centres = np.array([[11.0, 16.0], [18.0, 16.0]])
+    truth = _blobs(centres, [50.0, 50.0], sigma=2.0)            # two equal round galaxies, 3.5 sigma apart
+    blend = truth.sum(0)[None] + 0.1
+    wide = _blobs(centres[:1], [1.0], sigma=4.0)[0]              # source 0's template twice too broad: it spills
+    shapes = np.stack([wide.ravel(), (truth[1] / truth[1].sum()).ravel()])
+    flux, blend_of, sky, sigma = np.array([50.0, 50.0]), np.array([0, 0]), np.array([0.1]), np.array([1e-3])
+    plain = _data_shares(blend, sky, shapes, flux, blend_of, sigma).sum(axis=1)
+    capped = _data_shares(blend, sky, shapes, flux, blend_of, sigma, centres=centres).sum(axis=1)
+    assert plain[0] > 1.06 * 50.0 and plain[1] < 0.94 * 50.0     # the broad template takes its neighbour's light
+    np.testing.assert_allclose(capped, [50.0, 50.0], rtol=0.025)
+    assert abs(capped[0] - 50.0) < 0.3 * abs(plain[0] - 50.0)
+    np.testing.assert_allclose(capped.sum(), truth.sum(), rtol=1e-3)  # light is shared out, none lost
+    # a lone source keeps every pixel its model covers, capped or not
+    lone = _data_shares(blend[:, :, :], sky, shapes[:1], flux[:1], blend_of[:1], sigma, centres=centres[:1])
+    np.testing.assert_allclose(lone, _data_shares(blend, sky, shapes[:1], flux[:1], blend_of[:1], sigma))
+
+
+def test_deblend_checks_its_shares_argument(analytic_model):
+    from avader.deblending import deblend
+
+    blend = _blobs([(16.0, 15.0)], [20.0], sigma=2.5)[0]
+    with pytest.raises(AvaderError, match="shares: must be 'symmetric' or 'model'"):
+        deblend(analytic_model, blend, shares="sym", noise_sigma=0.01, background=0.0, steps=1)
+
+
 def test_deblend_handles_an_empty_image_and_data_images(analytic_model):
     from avader.deblending import deblend
 
@@ -411,6 +439,7 @@ def test_deblend_run_writes_sources(analytic_model, blend_set, tmp_path):
         deblend_run(run, blends, out, steps=3, progress=False)
     assert result.meta["MODELERR"] == pytest.approx(0.3)  # the default template error, recorded
     assert result.meta["SYMMSIG"] == pytest.approx(8.0)   # and the default asymmetry search
+    assert result.meta["SHARES"] == "symmetric"             # and the default sharing of pixels
 
 
 def test_deblend_cli_passes_the_model_error_and_symmetry(analytic_model, blend_set, tmp_path):
@@ -422,13 +451,14 @@ def test_deblend_cli_passes_the_model_error_and_symmetry(analytic_model, blend_s
     analytic_model.save(run / "model.keras")
     blend_set.write(tmp_path / "blends.fits")
     args = ["deblend", "--run", str(run), "--blends", str(tmp_path / "blends.fits"), "--steps", "3"]
-    assert main(args + ["--out", str(tmp_path / "plain.fits"), "--model-error", "0", "--symmetry", "0"]) == 0
+    assert main(args + ["--out", str(tmp_path / "plain.fits"), "--model-error", "0", "--symmetry", "0",
+                        "--shares", "model"]) == 0
     meta = GalaxySet.read(tmp_path / "plain.fits").meta
-    assert meta["MODELERR"] == 0.0 and meta["SYMMSIG"] == 0.0
+    assert meta["MODELERR"] == 0.0 and meta["SYMMSIG"] == 0.0 and meta["SHARES"] == "model"
     assert main(args + ["--benchmark", "--n", "2", "--out", str(tmp_path / "b.json"), "--model-error", "0.1",
-                        "--symmetry", "5"]) == 0
+                        "--symmetry", "5", "--shares", "model"]) == 0
     settings = json.loads((tmp_path / "b.json").read_text())["settings"]
-    assert settings["model_error"] == 0.1 and settings["symmetry"] == 5.0
+    assert settings["model_error"] == 0.1 and settings["symmetry"] == 5.0 and settings["shares"] == "model"
 
 
 def test_the_prior_weight_comes_from_the_run_unless_given(analytic_model, blend_set, tmp_path):
