@@ -531,21 +531,21 @@ def _asymmetric_sources(light, centre, sigma, model_error: float, centres, nsigm
     return _residual_sources(whitened, noise, centres, nsigma, min_distance)
 
 
-def _symmetric_caps(data, sky, models, centres, blend):
+def _symmetric_caps(light, models, centres, blend, shape):
     """Each source's light as far as its 180-degree symmetry allows: (S, P), clipped at zero.
 
-    The blend above the sky less the other sources' models is the source's own light (with the
-    neighbours' template errors); at each pixel the source can hold no more of it than at the
-    pixel's mirror point about its centre (the SDSS deblender's symmetric template, taken after
-    the neighbours are subtracted). Mirror points outside the stamp count as empty.
+    ``light`` (B, P) is each blend above the sky, ``models`` (S, P) the sources' models. The
+    blend less the other sources' models is a source's own light (with the neighbours' template
+    errors); at each pixel the source can hold no more of it than at the pixel's mirror point
+    about its centre (the SDSS deblender's symmetric template, taken after the neighbours are
+    subtracted). Mirror points outside the stamp count as empty.
     """
     from scipy.ndimage import map_coordinates
 
-    n, h, w = data.shape
+    h, w = shape
     rows, cols = np.indices((h, w), dtype=np.float64)
-    total = np.zeros((n, h * w))
+    total = np.zeros_like(light)
     np.add.at(total, blend, models)
-    light = (data.reshape(n, -1) - sky[:, None])
     caps = np.zeros_like(models)
     for k in range(len(models)):
         own = (light[blend[k]] - total[blend[k]] + models[k]).reshape(h, w)
@@ -558,29 +558,29 @@ def _symmetric_caps(data, sky, models, centres, blend):
 def _data_shares(data, sky, shapes, flux, blend, sigma, centres=None):
     """Each source's share of the blend's light above the sky: (S, P).
 
-    In proportion to the models, or with ``centres`` (S, 2) to the models capped by
-    :func:`_symmetric_caps` (and kept at least ``_CAP_FLOOR`` of the model, so that no pixel a
-    model covers is left without an owner): where a template spills into a neighbour, the
-    symmetry of the source's own light about its centre bounds what it takes there.
-    Pixels where all models together are below ``_SHARE_FLOOR`` sigma are left out.
+    In proportion to the models, or with ``centres`` (S, 2) to the models (scaled to those plain
+    shares' fluxes, which add up to the blend's light) capped by :func:`_symmetric_caps` and kept
+    at least ``_CAP_FLOOR`` of the model, so that no pixel a model covers is left without an
+    owner: where a template spills into a neighbour, the symmetry of the source's own light about
+    its centre bounds what it takes there. A lone source keeps all its light either way (its caps
+    are not computed). Pixels where all models together are below ``_SHARE_FLOOR`` sigma are left out.
     """
+    n = len(data)
+    light = data.reshape(n, -1) - sky[:, None]                               # (B, P)
     models = shapes * flux[:, None]                                          # (S, P)
-    total = np.zeros((len(data), models.shape[1]))
+    total = np.zeros_like(light)
     np.add.at(total, blend, models)
-    floor = _SHARE_FLOOR * sigma[blend, None]
-    weights = models
-    if centres is not None and len(models):
-        several = np.bincount(blend, minlength=len(data))[blend] > 1       # a lone source keeps all its light
-        # the models scaled to their plain shares' fluxes (which add up to the blend's light)
-        plain = _data_shares(data, sky, shapes, flux, blend, sigma).sum(axis=1)
-        models = shapes * plain[:, None]
-        capped = np.maximum(np.minimum(models, _symmetric_caps(data, sky, models, centres, blend)),
-                            _CAP_FLOOR * models)
-        weights = np.where(several[:, None], capped, models)
-    weight_total = np.zeros_like(total)
+    covered = total[blend] > _SHARE_FLOOR * sigma[blend, None]
+    shares = np.where(covered, models / np.maximum(total[blend], 1e-30), 0.0) * light[blend]
+    several = np.flatnonzero(np.bincount(blend, minlength=n)[blend] > 1)
+    if centres is None or not len(several):
+        return shares
+    weights = shapes * shares.sum(axis=1)[:, None]
+    caps = _symmetric_caps(light, weights[several], np.asarray(centres)[several], blend[several], data.shape[1:])
+    weights[several] = np.maximum(np.minimum(weights[several], caps), _CAP_FLOOR * weights[several])
+    weight_total = np.zeros_like(light)
     np.add.at(weight_total, blend, weights)
-    share = np.where(total[blend] > floor, weights / np.maximum(weight_total[blend], 1e-30), 0.0)
-    return share * (data.reshape(len(data), -1) - sky[:, None])[blend]
+    return np.where(covered, weights / np.maximum(weight_total[blend], 1e-30), 0.0) * light[blend]
 
 
 def deblend(model, blends, centres=None, noise_sigma=None, background=None, psf_fwhm=None, steps: int = 150,
@@ -653,8 +653,8 @@ def deblend(model, blends, centres=None, noise_sigma=None, background=None, psf_
         at the pixel's mirror point about the source's centre, as the SDSS deblender's symmetric
         templates, so a template that spills into a neighbour does not take its light. Lone
         sources are unaffected. Brighter galaxy's median |dF/F| of equal-flux pairs on the quick
-        profile's tuning blends: 0.045 against 0.062 with true centres
-        (``benchmarks/experiments/README.md``, session 11).
+        profile's tuning blends: 0.050 against 0.061 with the learned detector, 0.051 against
+        0.062 with the true centres (``benchmarks/experiments/README.md``, session 11).
     min_flux_ratio : float
         Detected sources fainter than this fraction of their blend's brightest are folded into the
         source whose model dominates where they sit (knots and template mismatches, not galaxies);
