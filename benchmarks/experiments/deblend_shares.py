@@ -3,7 +3,8 @@
 Fits the blends of a blend set with the run's model at the true centres (``shares="model"``:
 the fitted models scaled to their plain data shares), then shares each blend's light above the sky
 among the sources with other per-pixel weights and prints the brighter galaxy's median |dF/F|
-overall and by flux ratio (0-0.3, 0.3-0.6, 0.6-1), and the fainter galaxies' median:
+overall and by flux ratio (0-0.3, 0.3-0.6, 0.6-1), and the fainter galaxies' median (then, for
+``model``, the brighter galaxy's median dF/F in the equal-flux bin and its |dF/F| by separation):
 
 ``model``        the fitted models M_i (deblend's ``shares="model"``);
 ``sym``          SDSS symmetric templates of the blend, min(D(x), D(x')), x' the mirror of x about c_i;
@@ -96,6 +97,15 @@ def main(argv) -> int:
         bins = [round(float(np.median(bright[(ratio >= lo) & (ratio < hi)])), 3)
                 for lo, hi in zip(FLUX_RATIO_BINS[:-1], FLUX_RATIO_BINS[1:], strict=True)]
         print(f"{name:12s} brighter {np.median(bright):.3f} by flux ratio {bins} fainter {np.median(faint):.3f}")
+    # the equal-flux pairs with the models' shares: bias, and |dF/F| as the pair closes
+    separation = np.asarray(cat["separation_rhalf"], float)[rows]
+    signed = np.array([v[0] for v in errors["model"]])
+    equal = ratio >= 0.6
+    by_separation = [(lo, hi, int((equal & (separation >= lo) & (separation < hi)).sum()),
+                      round(float(np.median(np.abs(signed[equal & (separation >= lo) & (separation < hi)]))), 3))
+                     for lo, hi in ((0, 1.5), (1.5, 2.5), (2.5, 3.5), (3.5, np.inf))]
+    print(f"model, flux ratio >= 0.6: median dF/F of the brighter {np.median(signed[equal]):+.3f}; "
+          f"|dF/F| by separation (r_half from, to, blends, median) {by_separation}")
     return 0
 
 
