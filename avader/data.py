@@ -522,7 +522,8 @@ def ensure_dataset(config, data=None, progress: bool = True, workers: int | None
     data : path, optional
         An explicit GalaxySet; it must exist. Default: ``config.data.path``, else the profile's
         simulated default ``data/processed/simulated_<profile>.fits`` (``data.n_galaxies`` galaxies
-        of ``data.image_size`` pixels, seeded by the run's seed), simulated on first use.
+        of ``data.image_size`` pixels, seeded by the run's seed; for a seed S other than 0
+        ``simulated_<profile>_seed<S>.fits``), simulated on first use.
     progress : bool
         Progress bar while simulating.
     workers : int, optional
@@ -553,7 +554,8 @@ def ensure_dataset(config, data=None, progress: bool = True, workers: int | None
 
 
 def ensure_blends(config, n: int | None = None, progress: bool = True, workers: int | None = None) -> Path:
-    """The simulated blend set of a profile (``data/processed/blends_<profile>.fits``), built on first use.
+    """The simulated blend set of a profile (``data/processed/blends_<profile>.fits``; for a seed S other
+    than 0 ``blends_<profile>_seed<S>.fits``), built on first use.
 
     ``n`` blends (default ``analysis.n_blends``) of ``data.image_size`` pixels, seeded by the run's
     seed, with their isolated components in the ``COMPONENTS`` HDU.
@@ -561,7 +563,7 @@ def ensure_blends(config, n: int | None = None, progress: bool = True, workers: 
     from . import paths
 
     n = n or config.analysis.n_blends
-    path = paths.processed_dir() / f"blends_{config.profile}.fits"
+    path = paths.default_blends(config.profile, config.seed)
     if _simulation_current(path, (n, config.data.image_size, config.data.image_size), config):
         return path
     from .simulate import simulate

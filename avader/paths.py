@@ -24,6 +24,7 @@ __all__ = [
     "figures_dir",
     "notebooks_dir",
     "default_dataset",
+    "default_blends",
     "published_weights",
 ]
 
@@ -68,9 +69,20 @@ def notebooks_dir() -> Path:
     return home() / "notebooks"
 
 
-def default_dataset(profile: str) -> Path:
-    """Path of the embedded simulated GalaxySet for ``profile``."""
-    return processed_dir() / f"simulated_{profile}.fits"
+def _seeded(stem: str, seed: int) -> str:
+    return stem if int(seed) == 0 else f"{stem}_seed{int(seed)}"
+
+
+def default_dataset(profile: str, seed: int = 0) -> Path:
+    """Path of the embedded simulated GalaxySet for ``profile`` and ``seed``:
+    ``simulated_<profile>.fits`` for the profiles' seed 0, ``simulated_<profile>_seed<S>.fits`` for
+    another, so that a seed check (``--set seed=1``) never overwrites the catalogue another run was trained on."""
+    return processed_dir() / f"{_seeded(f'simulated_{profile}', seed)}.fits"
+
+
+def default_blends(profile: str, seed: int = 0) -> Path:
+    """Path of the simulated blend set for ``profile`` and ``seed`` (named as :func:`default_dataset`)."""
+    return processed_dir() / f"{_seeded(f'blends_{profile}', seed)}.fits"
 
 
 PUBLISHED_WEIGHTS_NAME = "astrovader_saved_weights.h5"

@@ -237,6 +237,26 @@ def test_ensure_dataset_resimulates_when_the_simulation_settings_change(tmp_path
     assert np.asarray(second.catalog["zero_level"]).min() > 0 == np.asarray(first.catalog["zero_level"]).max()
 
 
+def test_a_seed_check_simulates_its_own_default_files_and_leaves_seed_0s_alone(tmp_path, monkeypatch):
+    from avader.config import load_config
+    from avader.data import ensure_blends, ensure_dataset
+
+    monkeypatch.setenv("AVADER_DATA", str(tmp_path))
+    base = load_config("smoke", ["data.n_galaxies=12"])
+    seed0 = ensure_dataset(base, progress=False, workers=1)
+    blends0 = ensure_blends(base, n=4, progress=False, workers=1)
+    stamps = {p: p.stat().st_mtime_ns for p in (seed0, blends0)}
+    other = base.replace(["seed=1"])
+    seed1 = ensure_dataset(other, progress=False, workers=1)
+    blends1 = ensure_blends(other, n=4, progress=False, workers=1)
+    assert (seed0.name, seed1.name) == ("simulated_smoke.fits", "simulated_smoke_seed1.fits")
+    assert (blends0.name, blends1.name) == ("blends_smoke.fits", "blends_smoke_seed1.fits")
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())  # seed 0's files untouched
+    assert GalaxySet.read(seed0).meta["SEED"] == 0 and GalaxySet.read(seed1).meta["SEED"] == 1
+    assert GalaxySet.read(blends1).meta["SEED"] == 1
+    assert not np.array_equal(GalaxySet.read(seed0).get_images([0]), GalaxySet.read(seed1).get_images([0]))
+
+
 def test_ensure_heldout_draws_new_galaxies_of_the_same_population(tmp_path, monkeypatch):
     from avader.config import load_config
     from avader.data import ensure_dataset, ensure_heldout

@@ -22,25 +22,14 @@ from avader import paths
 from avader.config import load_config
 from avader.data import GalaxySet, ensure_blends
 from avader.deblending import benchmark
-from avader.simulate import simulate
 from avader.training import load_run_model
 
 
 def blend_set(profile: str, seed: int, n: int) -> GalaxySet:
-    """The profile's blend set of a seed: ``ensure_blends`` for the profile's own seed, else a file of its own
-    (so that the profile's blend set stays as it is), simulated on first use."""
-    config = load_config(profile, [f"seed={seed}"])
-    if seed == load_config(profile).seed:
-        return GalaxySet.read(ensure_blends(config, n=n))
-    path = paths.processed_dir() / f"blends_{profile}_seed{seed}.fits"
-    if path.is_file():
-        blends = GalaxySet.read(path)
-        if len(blends) == n:
-            return blends
-    # none yet, or a set of another size: simulated anew (seeded, so the first blends stay the same)
-    simulate(n, image_size=config.data.image_size, seed=seed, config=config.simulation, out=path, blends=True,
-             overwrite=True)
-    return GalaxySet.read(path)
+    """The profile's blend set of a seed (``ensure_blends``: ``blends_<profile>.fits`` for seed 0,
+    ``blends_<profile>_seed<S>.fits`` otherwise), simulated anew when it holds another number of blends
+    (seeded, so the first blends stay the same)."""
+    return GalaxySet.read(ensure_blends(load_config(profile, [f"seed={seed}"]), n=n))
 
 
 def main(argv) -> int:
