@@ -154,6 +154,7 @@ class TrainingConfig:
     prior_weights: str = "learned"   # phase 3: mixture weights "learned" (as published) or "fixed" at the phase-2 fit
     prior_variances: str = "learned"  # phase 3: component variances "learned" (as published) or "fixed" at the phase-2 fit
     balance_weight: float = 0.0      # phase 3: weight of KL(batch occupation || mixture weights) (0 = as published)
+    centre_weight: float = 0.0       # sigma of a Gaussian weight on the reconstruction's squared errors, in units of the image side (0 = uniform, as published)
     decoder_epochs: int = 0          # phase 4: the decoder alone on the latent means, encoder and mixture frozen (0 = as published)
     flips: bool = True               # random horizontal and vertical flips (the paper's only augmentation)
     steps_per_epoch: int = 0         # 0 = one pass over the training rows per epoch
@@ -187,6 +188,8 @@ class TrainingConfig:
             raise AvaderError(f"baseline_kl_weight: must be -1 (the warm-up's) or >= 0, got {self.baseline_kl_weight}")
         if self.balance_weight < 0:
             raise AvaderError(f"balance_weight: must not be negative, got {self.balance_weight}")
+        if not 0 <= self.centre_weight < math.inf:
+            raise AvaderError(f"centre_weight: must be 0 (uniform) or a positive width, got {self.centre_weight}")
         if self.learning_rate <= 0:
             raise AvaderError(f"learning_rate: must be positive, got {self.learning_rate}")
 
@@ -279,7 +282,7 @@ class Config:
 
     def dataset_path(self) -> Path:
         """The GalaxySet to train on: ``data.path`` or the embedded simulated default."""
-        return Path(self.data.path) if self.data.path else paths.default_dataset(self.profile)
+        return Path(self.data.path) if self.data.path else paths.default_dataset(self.profile, self.seed)
 
 
 def available_profiles() -> list[str]:

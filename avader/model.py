@@ -31,7 +31,9 @@ Per batch (float32, also under ``mixed_bfloat16``)::
     loss = reconstruction_loss + latent_weight * kl_loss + sum(model.losses)    # L2 penalties
            [+ balance_weight * KL(mean_batch gamma || theta), "vade" only, off by default]
 
-with ``reconstruction_loss`` the batch mean of the per-image sum of squared errors and
+with ``reconstruction_loss`` the batch mean of the per-image sum of squared errors (each pixel's
+weighted by :func:`centre_weights` when ``model.centre_weight`` is set, a Python float read when
+the step is traced; 0, uniform, reproduces the published loss) and
 ``kl_loss`` the batch mean of the mode's latent term. The VaDE term keeps upstream's constant:
 it equals KL(q(z, c | x) || p(z, c)) + latent_dim / 2 * log(2 pi). Training samples z (except
 ``"ae"``); ``test_step`` and ``call(training=False)`` use the latent mean, so evaluation is
@@ -68,6 +70,7 @@ __all__ = [
     "build_encoder",
     "build_decoder",
     "build_vade",
+    "centre_weights",
     "published_model_config",
     "load_published_weights",
     "load_published_model",
@@ -294,6 +297,23 @@ def build_decoder(config: ModelConfig, seed: int = 0) -> keras.Model:
     return keras.Model(z, out, name="decoder")
 
 
+def centre_weights(size: int, width: float) -> np.ndarray:
+    """Pixel weights (size, size) float32 of the reconstruction term: a Gaussian of standard deviation
+    ``width * size`` pixels about the stamp's centre, 1 there; ``width`` 0 gives uniform weights.
+
+    The simulated and survey stamps are centred on the galaxy being classified; companions and
+    field sources lie towards the edges. Weighting the squared errors towards the centre makes the
+    latents describe the central galaxy rather than its neighbours (``training.centre_weight``).
+    """
+    if width < 0 or not math.isfinite(width):
+        raise AvaderError(f"centre_weight: must be 0 (uniform) or a positive width, got {width}")
+    if width == 0:
+        return np.ones((size, size), np.float32)
+    offset = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
+    r2 = offset[:, None] ** 2 + offset[None, :] ** 2
+    return np.exp(-0.5 * r2 / (width * size) ** 2).astype(np.float32)
+
+
 def _s3vdc_log_gamma(log_p):
     """Upstream (s3VDC) responsibilities: min-max rescale of -log p over the whole batch, x -50, softmax."""
     neg = -log_p
@@ -355,6 +375,7 @@ class VaDE(keras.Model):
         self.kl_tracker = keras.metrics.Mean(name="kl_loss")
         self.latent_weight_tracker = keras.metrics.Mean(name="latent_weight")
         self.balance_weight = 0.0  # Python float, read when train_step is traced: set it before compile
+        self.centre_weight = 0.0  # likewise: width of the squared errors' Gaussian pixel weight (0 = uniform)
         self.built = True
 
     @property
@@ -436,7 +457,11 @@ class VaDE(keras.Model):
         z = self._sample(mean, log_var, bool(training))
         reconstruction = ops.cast(self.decode(z, training=training), "float32")
         n_pixels = math.prod(x.shape[1:])
-        sse = ops.mean(ops.square(x - reconstruction), axis=(1, 2, 3)) * float(n_pixels)
+        if self.centre_weight:
+            weights = ops.convert_to_tensor(centre_weights(x.shape[1], self.centre_weight)[None, :, :, None])
+            sse = ops.sum(weights * ops.square(x - reconstruction), axis=(1, 2, 3))
+        else:
+            sse = ops.mean(ops.square(x - reconstruction), axis=(1, 2, 3)) * float(n_pixels)
         kl_normal = -0.5 * ops.sum(1.0 + log_var - ops.square(mean) - ops.exp(log_var), axis=-1)
         is_vae = ops.cast(ops.equal(self.mode_variable, float(MODES.index("vae"))), "float32")
         is_vade = ops.cast(ops.equal(self.mode_variable, float(MODES.index("vade"))), "float32")

@@ -443,6 +443,7 @@ def _train(config, galaxies, run, tc, policy, resume, progress, stop_after_epoch
         model.prior.theta_logits.trainable = phase != "vade" or tc.prior_weights == "learned"
         model.prior.log_variances.trainable = phase != "vade" or tc.prior_variances == "learned"
         model.balance_weight = float(tc.balance_weight)  # read when train_step is traced (after compile)
+        model.centre_weight = float(tc.centre_weight)
         _decoder_only(model, phase == "decoder")
         with strategy.scope():
             _compile(model, tc, clip=phase != "warmup")
@@ -540,6 +541,7 @@ def _train_baseline_vae(config, galaxies, split, run, strategy, verbose, steps, 
     started = time.time()
     with strategy.scope():
         baseline = build_vade(config.model, seed=config.seed)
+        baseline.centre_weight = float(tc.centre_weight)  # the same reconstruction term as the VaDE's
         _compile(baseline, tc, clip=True)
     if warm is not None:
         baseline.load_weights(warm)

@@ -109,3 +109,11 @@ def test_baseline_kl_weight_is_minus_one_or_not_negative():
     assert load_config("smoke", ["training.baseline_kl_weight=0.005"]).training.baseline_kl_weight == 0.005
     with pytest.raises(AvaderError, match="baseline_kl_weight: must be -1"):
         load_config("smoke", ["training.baseline_kl_weight=-0.5"])
+
+
+def test_centre_weight_is_zero_or_a_positive_width():
+    assert load_config("smoke").training.centre_weight == 0.0
+    assert load_config("smoke", ["training.centre_weight=0.25"]).training.centre_weight == 0.25
+    for bad in ("-0.1", "inf"):
+        with pytest.raises(AvaderError, match="centre_weight: must be 0"):
+            load_config("smoke", [f"training.centre_weight={bad}"])

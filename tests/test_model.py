@@ -350,6 +350,34 @@ def test_balance_term_is_kl_of_batch_occupation_to_the_weights_in_vade_only():
     np.testing.assert_allclose(vae, plain_vae, rtol=1e-6)
 
 
+def test_centre_weight_weighs_the_squared_errors_by_a_gaussian_about_the_stamp_centre():
+    from avader.model import centre_weights
+
+    w = centre_weights(16, 0.25)  # sigma 4 pixels
+    assert w.shape == (16, 16) and w.dtype == np.float32
+    assert w[7, 7] == w[8, 8] == w[7, 8] == pytest.approx(np.exp(-0.5 * 0.5 / 16))  # centre between pixels 7 and 8
+    np.testing.assert_allclose(w[0, 0], np.exp(-0.5 * 2 * 7.5**2 / 16), rtol=1e-6)
+    np.testing.assert_array_equal(w, w[::-1])
+    np.testing.assert_array_equal(w, w.T)
+    np.testing.assert_array_equal(centre_weights(16, 0.0), np.ones((16, 16), np.float32))
+    with pytest.raises(AvaderError, match="centre_weight: must be 0"):
+        centre_weights(16, -0.1)
+    x = _images(8)
+    model = build_vade(TINY, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.set_mode("vae", latent_weight=0.5)
+    _, kl, _, l2 = _numpy_terms(model, x)
+    reconstruction = _np(model.decode(model.encode(x)[0]))
+    weighted = (w[None, :, :, None] * (x - reconstruction) ** 2).sum(axis=(1, 2, 3))
+    assert weighted.mean() < 0.9 * ((x - reconstruction) ** 2).sum(axis=(1, 2, 3)).mean()  # the weight matters here
+    model.centre_weight = 0.25
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))  # read when the step is traced
+    model.set_mode("vae", latent_weight=0.5)
+    result = model.evaluate(x, batch_size=len(x), verbose=0, return_dict=True)
+    np.testing.assert_allclose(result["reconstruction_loss"], weighted.mean(), rtol=1e-5)
+    np.testing.assert_allclose(result["loss"], weighted.mean() + 0.5 * kl.mean() + l2, rtol=1e-5)
+
+
 def test_fit_gives_named_finite_metrics_and_freezes_the_mixture_outside_vade():
     x = _images(16)
     model = build_vade(TINY, seed=0)
