@@ -18,25 +18,19 @@ import numpy as np
 from deblend_variants import blend_set  # this folder is on sys.path when run as a script
 
 from avader import paths
-from avader.deblending import FLUX_RATIO_BINS, benchmark
+from avader.deblend_benchmark import _METRICS, _summaries
+from avader.deblending import benchmark
 from avader.detector import load_detector
 from avader.training import load_run_model
 
 
-def medians(rows, select):
-    bright = select & (rows["source"] == 0)
-    values = rows["abs_dflux"]
-    out = {"overall": np.median(values[bright]), "close": np.median(values[bright & (rows["separation_rhalf"] < 2)])}
-    out["by_flux_ratio"] = [np.median(values[bright & (rows["flux_ratio"] >= lo) & (rows["flux_ratio"] < hi)])
-                            for lo, hi in zip(FLUX_RATIO_BINS[:-1], FLUX_RATIO_BINS[1:], strict=True)]
-    out["n_by_flux_ratio"] = [int((bright & (rows["flux_ratio"] >= lo) & (rows["flux_ratio"] < hi)).sum())
-                              for lo, hi in zip(FLUX_RATIO_BINS[:-1], FLUX_RATIO_BINS[1:], strict=True)]
-    return out
-
-
-def show(label, m):
-    print(label, "|dF/F|", round(float(m["overall"]), 3), "close", round(float(m["close"]), 3), "by flux ratio",
-          [round(float(v), 4) for v in m["by_flux_ratio"]], "blends per bin", m["n_by_flux_ratio"], flush=True)
+def show(label, summary):
+    """``summary``: the benchmark's medians (``_summaries``) of the brighter galaxy."""
+    bins = summary["by_flux_ratio"]
+    print(label, "|dF/F|", round(summary["overall"]["bright"]["abs_dflux"], 3), "close",
+          round(summary["close"]["bright"]["abs_dflux"], 3), "by flux ratio",
+          [round(b["bright"]["abs_dflux"], 4) for b in bins], "blends per bin", [b["bright"]["n"] for b in bins],
+          flush=True)
 
 
 def main(argv) -> int:
@@ -54,12 +48,11 @@ def main(argv) -> int:
         seed, n = (int(v) for v in item.split(":"))
         result = benchmark(model, blend_set(args.profile, seed, n), methods=["avader"], deblend_options=options,
                            detector=detector)
-        rows = {k: np.asarray(v) for k, v in result["per_source"].items()}
-        rows["abs_dflux"] = rows["abs_dflux"].astype(np.float64)
-        show(f"seed {seed} ({n} blends)", medians(rows, np.ones(len(rows["source"]), bool)))
-        pooled.append(rows)
-    rows = {k: np.concatenate([r[k] for r in pooled]) for k in pooled[0]}
-    show(f"pooled ({args.sets})", medians(rows, np.ones(len(rows["source"]), bool)))
+        show(f"seed {seed} ({n} blends)", result["methods"]["avader"])
+        pooled.append(result["per_source"])
+    rows = {k: np.concatenate([np.asarray(r[k], np.float64 if k in _METRICS else None) for r in pooled])
+            for k in pooled[0]}
+    show(f"pooled ({args.sets})", _summaries(rows))
     return 0
 
 

@@ -13,18 +13,17 @@ Usage::
 import sys
 
 import numpy as np
+from deblend_variants import blend_set  # this folder is on sys.path when run as a script
 
 import avader.deblend_benchmark as db
 from avader import paths
-from avader.config import load_config
-from avader.data import GalaxySet, ensure_blends
 from avader.detector import load_detector
 from avader.training import load_run_model
 
 
 def main(argv) -> int:
     run, seed, n = argv[0], int(argv[1]), int(argv[2])
-    blends = GalaxySet.read(ensure_blends(load_config("quick", [f"seed={seed}"]), n=n, progress=False))
+    blends = blend_set("quick", seed, n)
     model = load_run_model(paths.runs_dir() / run)
     detector = load_detector(paths.runs_dir() / run)
     fits, deblend = {}, db.deblend

@@ -13,21 +13,20 @@ Usage::
 import sys
 
 import numpy as np
+from deblend_variants import blend_set  # this folder is on sys.path when run as a script
 
 from avader import paths
-from avader.config import load_config
-from avader.data import GalaxySet, ensure_blends
+from avader.deblend_benchmark import _truth
 from avader.detector import _scores, load_detector
 
 
 def main(argv) -> int:
     run, seed, n = argv[0], int(argv[1]), int(argv[2])
-    blends = GalaxySet.read(ensure_blends(load_config("quick", [f"seed={seed}"]), n=n, progress=False))
+    blends = blend_set("quick", seed, n)
     cat = blends.catalog
     images = blends.get_images(slice(0, len(blends)))
     noise, sky = np.asarray(cat["noise_sigma"]), np.asarray(cat["zero_level"])
-    centres = [np.array([[cat[f"x_{k}"][j], cat[f"y_{k}"][j]] for k in range(int(cat["n_sources"][j]))])
-               for j in range(len(blends))]
+    centres = _truth(blends, np.arange(len(blends)))[1]
     detector = load_detector(paths.runs_dir() / run)
     plain = detector.heatmaps(images, sky, noise)
     prob, logit = np.zeros_like(plain, np.float64), np.zeros_like(plain, np.float64)
