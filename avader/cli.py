@@ -331,6 +331,9 @@ def _deblend_args(p):
     p.add_argument("--shares", choices=("symmetric", "model"), default=None,
                    help="how fluxes share each pixel among a blend's sources: in proportion to the fitted models "
                         "capped by each source's symmetric light (symmetric, default) or to the models alone")
+    p.add_argument("--augment", type=int, choices=(1, 2, 4), default=None,
+                   help="fits per blend, averaged: as observed, and mirrored left-right (2), and also top-bottom "
+                        "and by half a turn (4) (default: the run's analysis.deblend_augment)")
     p.add_argument("--detector", choices=("auto", "learned", "peaks"), default="auto",
                    help="source centres: the run's learned detector (avader train-detector), peak detection, "
                         "or auto (the learned one when the run has it; default)")
@@ -349,7 +352,7 @@ def cmd_deblend(args):
     if args.benchmark:
         results = benchmark_run(args.run, args.blends, out=args.out, n=args.n, steps=args.steps,
                                 overwrite=args.overwrite, progress=_progress(args), deblend_options=options,
-                                detector=args.detector, prior_weight=args.prior_weight)
+                                detector=args.detector, prior_weight=args.prior_weight, augment=args.augment)
         path = results["path"]
         log.info("acceptance checks: %s", results.get("bar"))
     else:
@@ -357,7 +360,7 @@ def cmd_deblend(args):
             raise AvaderError("--out: needed to write the separated sources")
         path = deblend_run(args.run, args.blends, args.out, steps=args.steps, overwrite=args.overwrite,
                            progress=_progress(args), detector=args.detector, prior_weight=args.prior_weight,
-                           **options)
+                           augment=args.augment, **options)
     print(path)
     return 0
 

@@ -213,6 +213,7 @@ class AnalysisConfig:
     n_blends: int = 200              # blends in the deblending benchmark
     deblend_steps: int = 150         # optimiser steps per latent-space deblend
     deblend_prior_weight: float = 1.0  # weight of the mixture log prior against chi^2 / 2 in the deblender's fit
+    deblend_augment: int = 1         # fits per blend, averaged: 1, 2 (and mirrored) or 4 (and three mirrorings)
     detector_blends: int = 8000      # simulated blends that train the learned detector (0: peak detection only)
     detector_epochs: int = 20        # epochs of the learned detector
     axis_ratio_bins: tuple = (0.0, 0.4, 0.7, 1.0)       # bins of b/a for factor NMI
@@ -227,6 +228,8 @@ class AnalysisConfig:
             raise AvaderError(f"generation_scale: must be positive, got {self.generation_scale}")
         if not self.deblend_prior_weight >= 0:
             raise AvaderError(f"deblend_prior_weight: must be >= 0, got {self.deblend_prior_weight}")
+        if self.deblend_augment not in (1, 2, 4):
+            raise AvaderError(f"deblend_augment: must be 1, 2 or 4 (fits per blend), got {self.deblend_augment}")
         if self.detector_blends < 0 or self.detector_epochs < 1:
             raise AvaderError(f"detector_blends, detector_epochs: need >= 0 blends and >= 1 epoch, got "
                               f"{self.detector_blends} and {self.detector_epochs}")

@@ -362,7 +362,7 @@ def _bar(ours: dict, theirs: dict) -> dict:
 
 def benchmark_run(run_dir, blends_file, out=None, n: int | None = None, steps: int | None = None,
                   overwrite: bool = False, progress: bool = True, deblend_options=None, detector="auto",
-                  methods=None, prior_weight: float | None = None) -> dict:
+                  methods=None, prior_weight: float | None = None, augment: int | None = None) -> dict:
     """Run :func:`benchmark` with a run's model on a blend set and store the results.
 
     Parameters
@@ -389,6 +389,9 @@ def benchmark_run(run_dir, blends_file, out=None, n: int | None = None, steps: i
         Default: avader, photutils and sep, and ``avader_peaks`` too when avader uses a learned detector.
     prior_weight : float, optional
         Weight of the mixture prior in avader's fit; default ``analysis.deblend_prior_weight`` of the run.
+    augment : {1, 2, 4}, optional
+        Mirrored fits averaged per blend by avader (:func:`deblend`); default ``analysis.deblend_augment``
+        of the run (``deblend_options`` may also set it).
 
     Returns
     -------
@@ -408,6 +411,8 @@ def benchmark_run(run_dir, blends_file, out=None, n: int | None = None, steps: i
     analysis = run.load_config().analysis if run.exists() else AnalysisConfig()  # model.keras alone: defaults
     steps = steps or analysis.deblend_steps
     prior_weight = analysis.deblend_prior_weight if prior_weight is None else prior_weight
+    augment = analysis.deblend_augment if augment is None else augment
+    deblend_options = {"augment": augment, **(deblend_options or {})}
     detector = resolve_detector(run.path, detector)
     if methods is None:
         methods = ("avader", "avader_peaks", "photutils", "sep") if detector is not None else ("avader", "photutils", "sep")

@@ -39,7 +39,9 @@ flux-conserving): each pixel is shared in proportion to the fitted models, each 
 source's own light (the blend less the other sources' models) at the pixel's mirror point about
 its centre (``shares="symmetric"``, the SDSS deblender's symmetric templates as a bound on the
 decoder's), so a template that spills into a neighbour does not take its light. Source images
-are the fitted models scaled to those fluxes.
+are the fitted models scaled to those fluxes. With ``augment`` (2 or 4) each blend is also fitted
+mirrored (the decoder is not symmetric under flips, so the template errors of the fits differ)
+and each source's image, flux and centre are averaged over the fits.
 
 :func:`remove_companion` is the simple operation of the paper: encode a galaxy with a companion
 and decode it from the nearest companion-free mixture component. :func:`benchmark` measures the
@@ -87,6 +89,8 @@ _CAP_FLOOR = 0.01  # symmetric shares keep at least this fraction of each model'
 DEFAULT_MODEL_ERROR = 0.3  # fractional template error added to the pixel noise (deblend's model_error)
 DEFAULT_SHARES = "symmetric"  # how data photometry shares a pixel among sources (deblend's shares)
 DEFAULT_SYMMETRY = 8.0  # sigma of the refine pass's search for light breaking the main galaxy's symmetry
+AUGMENTATIONS = {1: ("",), 2: ("", "x"), 4: ("", "x", "y", "xy")}  # deblend(augment=): the mirrored fits
+_AUGMENT_MATCH = 3.0  # pixels: a mirrored fit's source pairs with the first fit's within this distance
 
 
 # --------------------------------------------------------------------------- geometry
@@ -590,7 +594,7 @@ def deblend(model, blends, centres=None, noise_sigma=None, background=None, psf_
             photometry: str = "data", images: str = "model", min_flux_ratio: float = 0.05,
             batch_size: int = 32, max_sources: int = 4, allowed_components=None, learning_rates=None,
             detection=None, model_error: float = DEFAULT_MODEL_ERROR, symmetry: float = DEFAULT_SYMMETRY,
-            detector=None, shares: str = DEFAULT_SHARES, progress: bool = False) -> dict:
+            detector=None, shares: str = DEFAULT_SHARES, augment: int = 1, progress: bool = False) -> dict:
     """Separate blended galaxies by fitting decoded galaxies to each blend (see the module notes).
 
     Parameters
@@ -691,6 +695,13 @@ def deblend(model, blends, centres=None, noise_sigma=None, background=None, psf_
         A learned detector (:func:`avader.detector.train_detector`, :func:`avader.detector.load_detector`):
         when ``centres`` are not given the centres are its heat-map peaks instead of :func:`detect`'s
         (whose segmentation still shares the light among them for the starting latents and zooms).
+    augment : {1, 2, 4}
+        Fit each blend this many times, as observed and mirrored (1: once; 2: also flipped left to
+        right; 4: also flipped top to bottom and turned by half a turn), and average each source's
+        image, flux and centre over the fits (:func:`_augmented`). The decoder is not symmetric
+        under these flips, so the fits' template errors differ and partly average out. The centres
+        of the first fit (detection and refine passes included) start the others, which need no
+        detection. Costs ``augment`` fits.
     progress : bool
         Show a tqdm bar over batches.
 
@@ -707,6 +718,17 @@ def deblend(model, blends, centres=None, noise_sigma=None, background=None, psf_
     """
     from tqdm.auto import tqdm
 
+    if augment not in AUGMENTATIONS:
+        raise AvaderError(f"augment: must be one of {sorted(AUGMENTATIONS)} (fits per blend), got {augment!r}")
+    if augment > 1:
+        options = {"noise_sigma": noise_sigma, "background": background, "psf_fwhm": psf_fwhm, "steps": steps,
+                   "tol": tol, "patience": patience, "prior_weight": prior_weight, "zoom_widths": zoom_widths,
+                   "refine": refine, "refine_gain": refine_gain, "photometry": photometry, "images": images,
+                   "min_flux_ratio": min_flux_ratio, "batch_size": batch_size, "max_sources": max_sources,
+                   "allowed_components": allowed_components, "learning_rates": learning_rates,
+                   "detection": detection, "model_error": model_error, "symmetry": symmetry, "detector": detector,
+                   "shares": shares, "progress": progress}
+        return _augmented(model, blends, centres, augment, options)
     for key, value in (("photometry", photometry), ("images", images)):
         if value not in ("data", "model"):
             raise AvaderError(f"{key}: must be 'data' or 'model', got {value!r}")
@@ -770,6 +792,70 @@ def deblend(model, blends, centres=None, noise_sigma=None, background=None, psf_
     out["seconds"] = time.perf_counter() - started
     out["cpu_seconds"] = time.process_time() - cpu_started
     log.info("deblended %d blends in %.1f s (%.2f s per blend)", n, out["seconds"], out["seconds"] / n)
+    return out
+
+
+def _flip(images, centres, flip: str, size: int):
+    """Mirror images (..., h, w) and (x, y) centres (..., 2) of a ``size`` stamp: ``flip`` holds
+    ``"x"`` (left to right) and/or ``"y"`` (top to bottom). Its own inverse."""
+    images, centres = np.asarray(images), np.array(centres, np.float64)
+    if "x" in flip:
+        images, centres[..., 0] = images[..., ::-1], size - 1 - centres[..., 0]
+    if "y" in flip:
+        images, centres[..., 1] = images[..., ::-1, :], size - 1 - centres[..., 1]
+    return np.ascontiguousarray(images), centres
+
+
+def _augmented(model, blends, centres, augment: int, options: dict) -> dict:
+    """:func:`deblend` averaged over ``augment`` mirrored fits (its ``augment`` parameter).
+
+    The first fit is the plain one; each mirrored fit (the same step budget: two thirds of it
+    lost the gain on the notebook's blends) starts from its sources' centres mirrored (given
+    centres: no refine pass or merging of faint sources), and its sources are
+    paired with the first fit's by the Hungarian assignment of their fitted centres (within
+    ``_AUGMENT_MATCH`` pixels). A source's image, flux and centre are the means over the fits it
+    is paired in (its own fit always); ``model`` is the mean of the fits' models, ``residual``
+    the blend minus it. ``latents``, ``component``, ``zoom``, ``chi2``, ``loss``, ``steps`` and
+    ``background`` are the first fit's; ``seconds`` and ``cpu_seconds`` cover all fits.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    started, cpu_started = time.perf_counter(), time.process_time()
+    first = deblend(model, blends, centres=centres, augment=1, **options)
+    blends = np.asarray(blends, np.float32)
+    blends = blends[None] if blends.ndim == 2 else blends
+    n, k_slots, size = first["sources"].shape[:3]
+    n_src = first["n_sources"]
+    sums = {"sources": first["sources"].astype(np.float64), "flux": first["flux"].astype(np.float64),
+            "centres": np.nan_to_num(first["centres"]), "model": first["model"].astype(np.float64)}
+    counts = (np.arange(k_slots)[None, :] < n_src[:, None]).astype(np.float64)
+    repeat = {**options, "refine": 0, "min_flux_ratio": 0.0, "detector": None, "progress": False}
+    for flip in AUGMENTATIONS[augment][1:]:
+        mirrored, start = _flip(blends, first["centres"], flip, size)
+        fit = deblend(model, mirrored, centres=[start[b, :n_src[b]] for b in range(n)], augment=1, **repeat)
+        sources, found = _flip(fit["sources"], fit["centres"], flip, size)
+        sums["model"] += _flip(fit["model"], np.zeros(2), flip, size)[0]
+        for b in range(n):
+            m, mf = int(n_src[b]), int(fit["n_sources"][b])
+            if not m or not mf:
+                continue
+            distance = np.linalg.norm(first["centres"][b, :m, None] - found[b, None, :mf], axis=-1)
+            for i, j in zip(*linear_sum_assignment(distance), strict=True):
+                if distance[i, j] <= _AUGMENT_MATCH:
+                    sums["sources"][b, i] += sources[b, j]
+                    sums["flux"][b, i] += fit["flux"][b, j]
+                    sums["centres"][b, i] += found[b, j]
+                    counts[b, i] += 1
+    out = dict(first)
+    filled = counts > 0
+    weight = np.where(filled, 1.0 / np.maximum(counts, 1.0), 0.0)
+    out["sources"] = (sums["sources"] * weight[..., None, None]).astype(np.float32)
+    out["flux"] = sums["flux"] * weight
+    out["centres"] = np.where(filled[..., None], sums["centres"] * weight[..., None], np.nan)
+    out["model"] = (sums["model"] / len(AUGMENTATIONS[augment])).astype(np.float32)
+    out["residual"] = blends - out["model"]
+    out["seconds"] = time.perf_counter() - started
+    out["cpu_seconds"] = time.process_time() - cpu_started
     return out
 
 
@@ -1013,7 +1099,8 @@ def deblend_run(run_dir, blends_file, out, steps: int | None = None, tol: float 
                 prior_weight: float | None = None,
                 use_catalog_centres: bool = False, max_sources: int = 4, batch_size: int = 32, chunk: int = 256,
                 model_error: float = DEFAULT_MODEL_ERROR, symmetry: float = DEFAULT_SYMMETRY, detector="auto",
-                shares: str = DEFAULT_SHARES, overwrite: bool = False, progress: bool = True) -> Path:
+                shares: str = DEFAULT_SHARES, augment: int | None = None, overwrite: bool = False,
+                progress: bool = True) -> Path:
     """Deblend every image of a GalaxySet with a run's model and write the separated sources.
 
     The output GalaxySet (float32) holds ``IMAGES``: the input blends; ``SOURCES`` (n, max_sources,
@@ -1045,6 +1132,9 @@ def deblend_run(run_dir, blends_file, out, steps: int | None = None, tol: float 
         Sigma of the asymmetry search of the refine pass (:func:`deblend`); header ``SYMMSIG``.
     shares : {"symmetric", "model"}
         How the fluxes share each pixel among a blend's sources (:func:`deblend`); header ``SHARES``.
+    augment : {1, 2, 4}, optional
+        Mirrored fits averaged per blend (:func:`deblend`); default the run's
+        ``analysis.deblend_augment``. Header ``AUGMENT``.
     detector : {"auto", "learned", "peaks"} or Detector
         Where the centres come from (:func:`avader.detector.resolve_detector`): ``"auto"`` the run's
         learned detector (``detector.keras``) when it has one, else peak detection; header ``DETECTOR``.
@@ -1067,6 +1157,7 @@ def deblend_run(run_dir, blends_file, out, steps: int | None = None, tol: float 
     analysis = run.load_config().analysis if run.exists() else AnalysisConfig()  # model.keras alone: defaults
     steps = analysis.deblend_steps if steps is None else steps
     prior_weight = analysis.deblend_prior_weight if prior_weight is None else prior_weight
+    augment = analysis.deblend_augment if augment is None else augment
     blendset = GalaxySet.read(blends_file)
     n, h, w = blendset.shape
     size = model.model_config.image_size
@@ -1077,7 +1168,7 @@ def deblend_run(run_dir, blends_file, out, steps: int | None = None, tol: float 
         raise AvaderError(f"{blends_file}: no x_0/y_0 columns for use_catalog_centres")
     meta = {"SOURCE": "deblend", "RECIPE": "avader.deblending", "RUN": str(run.path), "BLENDS": Path(blends_file).name,
             "STEPS": int(steps), "PRIORW": float(prior_weight), "NSRCMAX": int(max_sources),
-            "MODELERR": float(model_error), "SYMMSIG": float(symmetry), "SHARES": str(shares),
+            "MODELERR": float(model_error), "SYMMSIG": float(symmetry), "SHARES": str(shares), "AUGMENT": int(augment),
             "DETECTOR": "catalogue" if use_catalog_centres else "learned" if detector is not None else "peaks"}
     columns = {"id": np.asarray(cat["id"]), "n_fit": np.zeros(n, np.int64)}
     for k in range(max_sources):
@@ -1101,7 +1192,7 @@ def deblend_run(run_dir, blends_file, out, steps: int | None = None, tol: float 
             result = deblend(model, blends, centres=centres, steps=steps, tol=tol, **known,
                              prior_weight=prior_weight, batch_size=batch_size, max_sources=max_sources,
                              model_error=model_error, symmetry=symmetry, detector=detector, shares=shares,
-                             progress=progress)
+                             augment=augment, progress=progress)
             slots = result["sources"].shape[1]
             sources = np.zeros((len(rows), max_sources, h, w), np.float32)
             sources[:, :slots] = result["sources"][:, :max_sources]

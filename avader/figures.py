@@ -238,10 +238,10 @@ def realism_per_component(report: dict):
 
 
 def deblend_examples(model, blendset, n: int = 6, steps: int = 150, seed: int = 0, detector=None,
-                     prior_weight: float = 1.0):
+                     prior_weight: float = 1.0, augment: int = 1):
     """Blends, the fitted sources, the truth and the residuals for random blends of a blend set
     (centres from ``detector``, an :class:`avader.detector.Detector`, or from peak detection;
-    ``steps`` and ``prior_weight`` as in :func:`avader.deblending.deblend`)."""
+    ``steps``, ``prior_weight`` and ``augment`` as in :func:`avader.deblending.deblend`)."""
     from .deblending import deblend
 
     rows = np.sort(np.random.default_rng(seed).choice(len(blendset), size=min(n, len(blendset)), replace=False))
@@ -254,7 +254,7 @@ def deblend_examples(model, blendset, n: int = 6, steps: int = 150, seed: int = 
     noise = column("noise_sigma")
     result = deblend(model, blends, noise_sigma=noise, background=column("zero_level"),
                      psf_fwhm=column("psf_fwhm_pix"), steps=steps, detector=detector,
-                     prior_weight=prior_weight)
+                     prior_weight=prior_weight, augment=augment)
     truths = np.asarray(blendset.extra["COMPONENTS"])[rows] if "COMPONENTS" in blendset.extra else None
     return plotting.plot_deblend_examples(blends, result["sources"], result["residual"], truths=truths,
                                           noise_sigma=noise)
@@ -265,13 +265,13 @@ def deblend_benchmark(results: dict):
     return plotting.plot_deblend_benchmark(results)
 
 
-def deblend_image(model, path, steps: int = 150, detector=None, prior_weight: float = 1.0):
+def deblend_image(model, path, steps: int = 150, detector=None, prior_weight: float = 1.0, augment: int = 1):
     """Deblend a user's own image file (FITS, PNG or JPEG): the image, the sources, the residual
     (centres from ``detector`` or from peak detection)."""
     from .deblending import deblend, load_image
 
     image = load_image(path, size=model.model_config.image_size)[None]
-    result = deblend(model, image, steps=steps, detector=detector, prior_weight=prior_weight)
+    result = deblend(model, image, steps=steps, detector=detector, prior_weight=prior_weight, augment=augment)
     return plotting.plot_deblend_examples(image, result["sources"], result["residual"])
 
 

@@ -45,7 +45,7 @@ def _smoke_model():
 
 
 def run_benchmark(model, blends_path, n: int, steps: int, methods, seed: int = 0, image_size: int | None = None,
-                  detector=None, prior_weight: float = 1.0) -> dict:
+                  detector=None, prior_weight: float = 1.0, augment: int = 1) -> dict:
     """Simulate ``n`` blends into ``blends_path`` when it does not exist, then benchmark ``model`` on them."""
     from avader.data import GalaxySet
     from avader.deblending import benchmark
@@ -56,7 +56,8 @@ def run_benchmark(model, blends_path, n: int, steps: int, methods, seed: int = 0
     if not blends_path.is_file():
         simulate(n, image_size=size, seed=seed, blends=True, out=blends_path, workers=1, progress=False)
     blendset = GalaxySet.read(blends_path)
-    return benchmark(model, blendset, methods=methods, n=n, steps=steps, detector=detector, prior_weight=prior_weight)
+    return benchmark(model, blendset, methods=methods, n=n, steps=steps, detector=detector, prior_weight=prior_weight,
+                     deblend_options={"augment": augment})
 
 
 def main(argv=None) -> int:
@@ -70,6 +71,8 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, help="optimiser steps (default: the run's analysis.deblend_steps)")
     parser.add_argument("--prior-weight", type=float,
                         help="mixture prior in the fit (default: the run's analysis.deblend_prior_weight)")
+    parser.add_argument("--augment", type=int, choices=(1, 2, 4),
+                        help="mirrored fits averaged per blend (default: the run's analysis.deblend_augment)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the simulated blend set (default 1)")
     parser.add_argument("--methods", help="comma-separated (default: avader, avader_peaks when avader uses a "
                                           "learned detector, avader_true_centres, photutils, sep)")
@@ -85,6 +88,7 @@ def main(argv=None) -> int:
         if args.smoke:
             model, run, n, steps = _smoke_model(), "untrained smoke model", args.n or 4, args.steps or 5
             prior_weight = 1.0 if args.prior_weight is None else args.prior_weight
+            augment = args.augment or 1
         else:
             from avader.config import AnalysisConfig
             from avader.detector import resolve_detector
@@ -99,12 +103,13 @@ def main(argv=None) -> int:
             n = args.n or analysis.n_blends
             steps = args.steps or analysis.deblend_steps
             prior_weight = analysis.deblend_prior_weight if args.prior_weight is None else args.prior_weight
+            augment = args.augment or analysis.deblend_augment
         methods = (tuple(m for m in args.methods.split(",") if m) if args.methods else
                    ("avader",) + (("avader_peaks",) if detector is not None else ()) +
                    ("avader_true_centres", "photutils", "sep"))
         blends = args.blends or Path(tmp) / f"blends_{n}_{args.seed}.fits"
         results = run_benchmark(model, blends, n, steps, methods, seed=args.seed, detector=detector,
-                                prior_weight=prior_weight)
+                                prior_weight=prior_weight, augment=augment)
     results.update(run=run, blends=str(args.blends) if args.blends else f"simulated, seed {args.seed}",
                    seconds=round(time.time() - started, 1), load_average=list(os.getloadavg()),
                    machine=machine_info(with_devices=True))

@@ -272,6 +272,48 @@ def test_model_and_data_photometry_agree_on_a_clean_blend(analytic_model):
         deblend(analytic_model, blend, photometry="aperture")
 
 
+def test_flip_mirrors_images_and_centres_and_is_its_own_inverse():
+    from avader.deblending import _flip
+
+    image = _blobs([(7.0, 20.0)], [1.0])[0]
+    for flip, expected in (("x", (SIZE - 8.0, 20.0)), ("y", (7.0, SIZE - 21.0)), ("xy", (SIZE - 8.0, SIZE - 21.0))):
+        mirrored, centre = _flip(image, [[7.0, 20.0]], flip, SIZE)
+        np.testing.assert_allclose(centre[0], expected)
+        np.testing.assert_allclose(ndimage.center_of_mass(mirrored)[::-1], expected, atol=1e-3)
+        back, centre_back = _flip(mirrored, centre, flip, SIZE)
+        np.testing.assert_array_equal(back, image)
+        np.testing.assert_allclose(centre_back[0], [7.0, 20.0])
+
+
+def test_augmented_fit_averages_the_mirrored_fits(analytic_model):
+    from avader.deblending import _flip, deblend
+
+    xy = np.array([[11.0, 12.5], [21.5, 19.0]])
+    sources = _render(analytic_model, [[0.4, 0.3, -0.5], [0.2, -0.4, 0.6]], xy, [1.0, 0.9], [30.0, 20.0])
+    blend = sources.sum(0) + 0.02 + np.random.default_rng(8).normal(0, 0.002, (SIZE, SIZE))
+    kwargs = {"noise_sigma": 0.002, "background": 0.02, "steps": 40, "refine": 0}
+    plain = deblend(analytic_model, blend, centres=[xy], **kwargs)
+    mean = deblend(analytic_model, blend, centres=[xy], augment=4, **kwargs)
+    assert mean["n_sources"][0] == plain["n_sources"][0] == 2
+    np.testing.assert_array_equal(mean["latents"], plain["latents"])      # the first fit's
+    # by hand: each mirrored fit starts from the first fit's centres, mirrored, and comes back mirrored
+    fluxes, images = [plain["flux"][0]], [plain["sources"][0]]
+    for flip in ("x", "y", "xy"):
+        image, start = _flip(blend, plain["centres"][0], flip, SIZE)
+        fit = deblend(analytic_model, image, centres=[start], min_flux_ratio=0.0, **kwargs)
+        back, centres = _flip(fit["sources"][0], fit["centres"][0], flip, SIZE)
+        order = np.linalg.norm(centres[:, None] - plain["centres"][0][None], axis=-1).argmin(axis=0)
+        fluxes.append(fit["flux"][0][order])
+        images.append(back[order])
+    np.testing.assert_allclose(mean["flux"][0], np.mean(fluxes, axis=0), rtol=1e-5)
+    np.testing.assert_allclose(mean["sources"][0], np.mean(images, axis=0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(mean["flux"][0], [30.0, 20.0], rtol=0.03)
+    np.testing.assert_allclose(mean["residual"][0], blend - mean["model"][0], atol=1e-6)
+    assert np.all(np.std(fluxes, axis=0) > 0)                            # the mirrored fits differ
+    with pytest.raises(AvaderError, match="augment"):
+        deblend(analytic_model, blend, augment=3)
+
+
 def test_model_error_keeps_a_template_mismatch_from_moving_light_between_sources(analytic_model):
     from avader.deblending import deblend
 
@@ -461,8 +503,9 @@ def test_deblend_cli_passes_the_model_error_and_symmetry(analytic_model, blend_s
     assert settings["model_error"] == 0.1 and settings["symmetry"] == 5.0 and settings["shares"] == "model"
 
 
-def test_the_prior_weight_comes_from_the_run_unless_given(analytic_model, blend_set, tmp_path):
-    """deblend_run, benchmark_run and the CLI take the fit's prior weight from analysis.deblend_prior_weight."""
+def test_the_prior_weight_and_augment_come_from_the_run_unless_given(analytic_model, blend_set, tmp_path):
+    """deblend_run, benchmark_run and the CLI take the fit's prior weight and mirrored fits from
+    analysis.deblend_prior_weight and analysis.deblend_augment."""
     from avader.cli import main
     from avader.config import load_config
     from avader.data import GalaxySet
@@ -471,22 +514,27 @@ def test_the_prior_weight_comes_from_the_run_unless_given(analytic_model, blend_
 
     run = RunDir(tmp_path / "run")
     run.path.mkdir()
-    run.write_config(load_config("smoke", ["analysis.deblend_prior_weight=2.5", "analysis.detector_blends=0"]))
+    run.write_config(load_config("smoke", ["analysis.deblend_prior_weight=2.5", "analysis.deblend_augment=2",
+                                           "analysis.detector_blends=0"]))
     analytic_model.save(run.path / "model.keras")
     blends = tmp_path / "blends.fits"
     blend_set.write(blends)
     out = deblend_run(run.path, blends, tmp_path / "a.fits", steps=2, max_sources=2, progress=False)
-    assert GalaxySet.read(out).meta["PRIORW"] == 2.5
-    out = deblend_run(run.path, blends, tmp_path / "b.fits", steps=2, max_sources=2, prior_weight=0.5, progress=False)
-    assert GalaxySet.read(out).meta["PRIORW"] == 0.5
+    assert GalaxySet.read(out).meta["PRIORW"] == 2.5 and GalaxySet.read(out).meta["AUGMENT"] == 2
+    out = deblend_run(run.path, blends, tmp_path / "b.fits", steps=2, max_sources=2, prior_weight=0.5, augment=1,
+                      progress=False)
+    assert GalaxySet.read(out).meta["PRIORW"] == 0.5 and GalaxySet.read(out).meta["AUGMENT"] == 1
     result = benchmark_run(run.path, blends, out=tmp_path / "b.json", n=2, steps=2, progress=False,
                            methods=("avader_true_centres",))
-    assert result["settings"]["prior_weight"] == 2.5
+    assert result["settings"]["prior_weight"] == 2.5 and result["settings"]["augment"] == 2
     assert main(["deblend", "--run", str(run.path), "--blends", str(blends), "--steps", "2", "--prior-weight", "4",
-                 "--out", str(tmp_path / "c.fits")]) == 0
+                 "--augment", "4", "--out", str(tmp_path / "c.fits")]) == 0
     assert GalaxySet.read(tmp_path / "c.fits").meta["PRIORW"] == 4.0
+    assert GalaxySet.read(tmp_path / "c.fits").meta["AUGMENT"] == 4
     with pytest.raises(AvaderError, match="deblend_prior_weight: must be >= 0"):
         load_config("smoke", ["analysis.deblend_prior_weight=-1"])
+    with pytest.raises(AvaderError, match="deblend_augment: must be 1, 2 or 4"):
+        load_config("smoke", ["analysis.deblend_augment=3"])
 
 
 def test_load_image_png_and_fits(tmp_path):
