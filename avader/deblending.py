@@ -716,19 +716,13 @@ def deblend(model, blends, centres=None, noise_sigma=None, background=None, psf_
         ``steps`` (n,) steps used in all passes; ``seconds`` and ``cpu_seconds`` (floats, wall and
         process CPU time of the whole call).
     """
-    from tqdm.auto import tqdm
-
     if augment not in AUGMENTATIONS:
         raise AvaderError(f"augment: must be one of {sorted(AUGMENTATIONS)} (fits per blend), got {augment!r}")
-    if augment > 1:
-        options = {"noise_sigma": noise_sigma, "background": background, "psf_fwhm": psf_fwhm, "steps": steps,
-                   "tol": tol, "patience": patience, "prior_weight": prior_weight, "zoom_widths": zoom_widths,
-                   "refine": refine, "refine_gain": refine_gain, "photometry": photometry, "images": images,
-                   "min_flux_ratio": min_flux_ratio, "batch_size": batch_size, "max_sources": max_sources,
-                   "allowed_components": allowed_components, "learning_rates": learning_rates,
-                   "detection": detection, "model_error": model_error, "symmetry": symmetry, "detector": detector,
-                   "shares": shares, "progress": progress}
+    if augment > 1:  # here the locals are the parameters alone: the other ones go to every fit
+        options = {k: v for k, v in locals().items() if k not in ("model", "blends", "centres", "augment")}
         return _augmented(model, blends, centres, augment, options)
+    from tqdm.auto import tqdm
+
     for key, value in (("photometry", photometry), ("images", images)):
         if value not in ("data", "model"):
             raise AvaderError(f"{key}: must be 'data' or 'model', got {value!r}")
@@ -796,14 +790,18 @@ def deblend(model, blends, centres=None, noise_sigma=None, background=None, psf_
 
 
 def _flip(images, centres, flip: str, size: int):
-    """Mirror images (..., h, w) and (x, y) centres (..., 2) of a ``size`` stamp: ``flip`` holds
-    ``"x"`` (left to right) and/or ``"y"`` (top to bottom). Its own inverse."""
-    images, centres = np.asarray(images), np.array(centres, np.float64)
-    if "x" in flip:
-        images, centres[..., 0] = images[..., ::-1], size - 1 - centres[..., 0]
-    if "y" in flip:
-        images, centres[..., 1] = images[..., ::-1, :], size - 1 - centres[..., 1]
-    return np.ascontiguousarray(images), centres
+    """Mirror images (..., h, w) and (x, y) centres (..., 2) of a ``size`` stamp (either may be
+    None): ``flip`` holds ``"x"`` (left to right) and/or ``"y"`` (top to bottom). Its own inverse."""
+    if images is not None:
+        images = np.asarray(images)
+        images = images[..., ::-1] if "x" in flip else images
+        images = np.ascontiguousarray(images[..., ::-1, :] if "y" in flip else images)
+    if centres is not None:
+        centres = np.array(centres, np.float64)
+        for axis, name in enumerate("xy"):
+            if name in flip:
+                centres[..., axis] = size - 1 - centres[..., axis]
+    return images, centres
 
 
 def _augmented(model, blends, centres, augment: int, options: dict) -> dict:
@@ -834,7 +832,7 @@ def _augmented(model, blends, centres, augment: int, options: dict) -> dict:
         mirrored, start = _flip(blends, first["centres"], flip, size)
         fit = deblend(model, mirrored, centres=[start[b, :n_src[b]] for b in range(n)], augment=1, **repeat)
         sources, found = _flip(fit["sources"], fit["centres"], flip, size)
-        sums["model"] += _flip(fit["model"], np.zeros(2), flip, size)[0]
+        sums["model"] += _flip(fit["model"], None, flip, size)[0]
         for b in range(n):
             m, mf = int(n_src[b]), int(fit["n_sources"][b])
             if not m or not mf:

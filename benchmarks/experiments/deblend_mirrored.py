@@ -35,11 +35,11 @@ def mirrored(blends: GalaxySet, flip: str) -> GalaxySet:
     k = 0
     while f"x_{k}" in catalog.colnames:
         centres = np.column_stack([np.asarray(catalog[f"x_{k}"], float), np.asarray(catalog[f"y_{k}"], float)])
-        _, centres = _flip(np.zeros((size, size)), centres, flip, size)
+        _, centres = _flip(None, centres, flip, size)
         catalog[f"x_{k}"], catalog[f"y_{k}"] = centres[:, 0], centres[:, 1]
         k += 1
-    extra = {**blends.extra, "COMPONENTS": _flip(blends.extra["COMPONENTS"], np.zeros(2), flip, size)[0]}
-    return GalaxySet(_flip(images, np.zeros(2), flip, size)[0], catalog, meta=blends.meta, extra=extra)
+    extra = {**blends.extra, "COMPONENTS": _flip(blends.extra["COMPONENTS"], None, flip, size)[0]}
+    return GalaxySet(_flip(images, None, flip, size)[0], catalog, meta=blends.meta, extra=extra)
 
 
 def main(argv) -> int:
